@@ -31,6 +31,8 @@
 #define TRACE_TRACESTATE_MAX 512 /* W3C: at least 512 chars propagated */
 #define TRACE_DD_TAGS_MAX 512    /* x-datadog-tags default limit */
 #define TRACE_DD_ORIGIN_MAX 64
+#define TRACE_DD_ERROR_MAX 47
+#define TRACE_XRAY_LINEAGE_MAX 127
 
 /*
  * A span context: what crosses process boundaries. Plain data, no heap:
@@ -46,7 +48,16 @@ typedef struct trace_context {
 	char tracestate[TRACE_TRACESTATE_MAX + 1]; /* W3C tracestate list, "" if none */
 	char dd_origin[TRACE_DD_ORIGIN_MAX + 1];   /* x-datadog-origin, "" if none */
 	char dd_tags[TRACE_DD_TAGS_MAX + 1];       /* propagated _dd.p.* tags (no tid), "" if none */
+	/* Value for the span tag _dd.propagation_error when extraction had to
+	 * drop something ("decoding_error", "extract_max_size",
+	 * "malformed_tid <v>"), "" if none. Never propagated. */
+	char dd_error[TRACE_DD_ERROR_MAX + 1];
+	/* X-Ray Lineage, opaque, propagated back as received; "" if none. */
+	char xray_lineage[TRACE_XRAY_LINEAGE_MAX + 1];
 } trace_context;
+
+/* An empty (invalid) context: zero ids, priority unset, empty strings. */
+void trace_context_init(trace_context *ctx);
 
 bool trace_context_is_valid(const trace_context *ctx);
 bool trace_context_is_sampled(const trace_context *ctx);
@@ -58,14 +69,21 @@ void trace_span_id_to_hex(const uint8_t id[8], char out[17]);
 uint64_t trace_id_low64(const uint8_t id[16]);
 uint64_t trace_id_high64(const uint8_t id[16]);
 uint64_t trace_span_id_u64(const uint8_t id[8]);
+/* Inverse of the above. */
+void trace_id_from_u64(uint8_t id[16], uint64_t high, uint64_t low);
+void trace_span_id_from_u64(uint8_t id[8], uint64_t v);
+/* Same trace id (128 bits). */
+bool trace_context_same_trace(const trace_context *a, const trace_context *b);
 
 /*
  * A text-map carrier: the same propagators serve HTTP headers, message
  * attributes and JSON fields. get returns the value for a key (keys are
  * matched case-insensitively by HTTP carriers) or NULL; the string must stay
- * valid until the next call. set stores a key/value (copying both).
- * keys (optional) enumerates keys, for propagators that need it (baggage
- * duplicates, multiple header lines joined with ',').
+ * valid until the next call. set stores a key/value (copying both),
+ * replacing an existing value. A carrier over a protocol that allows a key
+ * several times (HTTP header lines) must return them joined with ','
+ * (RFC 9110 §5.3): that is how a duplicated traceparent is detected and
+ * how multiple tracestate/baggage lines are combined.
  */
 typedef struct trace_carrier {
 	const char *(*get)(void *self, const char *key);
@@ -101,6 +119,139 @@ typedef struct trace_propagators {
 	trace_propagator_kind extract[TRACE_PROPAGATORS_MAX];
 	size_t nextract;
 } trace_propagators;
+
+/* The default: tracecontext, baggage, datadog, xray, both directions. */
+void trace_propagators_default(trace_propagators *p);
+/*
+ * From the environment. OTEL_PROPAGATORS (tracecontext, baggage, datadog,
+ * xray, none) when set decides both lists; otherwise
+ * DD_TRACE_PROPAGATION_STYLE_INJECT / _EXTRACT, each falling back to
+ * DD_TRACE_PROPAGATION_STYLE, then to the default. Unsupported names (b3,
+ * jaeger, …) are logged and ignored. See docs/internals/trace.md.
+ */
+void trace_propagators_from_env(trace_propagators *p);
+/* Parses one comma-separated style list (OTel and Datadog spellings, any
+ * case). Unknown names are TM_ERR_INVALID; known but unsupported ones (b3,
+ * b3multi, jaeger, …) are skipped with a warning; "none" gives n = 0. */
+tm_err trace_propagators_parse(const char *list, trace_propagator_kind *out,
+			       size_t *n /* OUT */) TM_WARN_UNUSED;
+
+/*
+ * Writes ctx (when valid) with every inject propagator, and bag (when not
+ * NULL and not empty) with the baggage propagator. When both tracecontext
+ * and datadog inject, tracestate carries a `dd=` member (put first).
+ */
+void trace_inject(const trace_propagators *p, const trace_context *ctx,
+		  const trace_baggage *bag, trace_carrier *c);
+/*
+ * Reads the carrier with the extract propagators in order: the first valid
+ * context wins; a later tracecontext with the same trace id still gives its
+ * tracestate (as dd-trace does). Baggage entries are added to bag_or_null.
+ * Returns true when *out is a valid remote context (else it is initialised
+ * empty). Never fails on bad input: invalid values are ignored.
+ */
+bool trace_extract(const trace_propagators *p, trace_carrier *c,
+		   trace_context *out /* OUT */, trace_baggage *bag_or_null);
+
+/* ------------------------------------------------- W3C trace context */
+
+#define TRACE_TRACEPARENT_LEN 55
+#define TRACE_TRACESTATE_MAX_MEMBERS 32
+
+/* Parses a traceparent value by the W3C processing model (Level 2):
+ * trace_id, span_id, flags (sampled + random only) and remote are set;
+ * the other fields are left alone. False when invalid. */
+bool trace_w3c_parse_traceparent(const char *value, trace_context *ctx);
+/* "00-<trace-id>-<span-id>-<flags>" + NUL: always version 00. */
+void trace_w3c_format_traceparent(const trace_context *ctx, char out[56]);
+/*
+ * Validates a tracestate value (several header lines joined with ','):
+ * at most 32 members, no duplicate keys, keys and values per the grammar;
+ * empty members are skipped. On success writes the normalised list
+ * ("k=v,k2=v2") truncated to 512 chars by the spec's rules, and returns
+ * true; otherwise out is "" and false.
+ */
+bool trace_w3c_parse_tracestate(const char *value, char out[TRACE_TRACESTATE_MAX + 1]);
+/* Puts key=value first in a normalised list (removing an older member with
+ * that key), then applies the 32-member and 512-char limits. value NULL
+ * only removes. TM_ERR_INVALID on a bad key or value. */
+tm_err trace_w3c_tracestate_put(char ts[TRACE_TRACESTATE_MAX + 1], const char *key,
+				const char *value) TM_WARN_UNUSED;
+/* Copies the value of key from a normalised list; false when absent. */
+bool trace_w3c_tracestate_get(const char *ts, const char *key, char *out, size_t size);
+void trace_w3c_inject(const trace_context *ctx, bool dd_member, trace_carrier *c);
+bool trace_w3c_extract(trace_carrier *c, trace_context *out /* OUT */);
+
+/* ----------------------------------------------------------- Datadog */
+
+/* x-datadog-tags: "_dd.p.k=v,…"; *out gets dd_tags (without tid), the high
+ * 64 bits of trace_id from _dd.p.tid and dd_error on problems. */
+void trace_dd_parse_tags(const char *value, trace_context *ctx);
+/* The x-datadog-tags value for ctx (with _dd.p.tid when the high bits are
+ * set). TM_ERR_LIMIT when over TRACE_DD_TAGS_MAX: then nothing is injected
+ * and the span should get _dd.propagation_error=inject_max_size. */
+tm_err trace_dd_format_tags(const trace_context *ctx, char *out, size_t size) TM_WARN_UNUSED;
+/* "inject_max_size" when injecting ctx would drop its tags, else NULL. */
+const char *trace_dd_inject_error(const trace_context *ctx);
+/* The value of the `dd=` tracestate member (≤ 256 chars + NUL). */
+void trace_dd_format_tracestate(const trace_context *ctx, char out[257]);
+/* Reads a `dd=` member value into priority, dd_origin, dd_tags; the W3C
+ * sampled flag stays authoritative (dd-trace's rule). */
+void trace_dd_apply_tracestate(const char *value, trace_context *ctx);
+/* Sampling priority to send: ctx->priority, else 1/0 from the flag. */
+int trace_dd_priority(const trace_context *ctx);
+void trace_dd_inject(const trace_context *ctx, trace_carrier *c);
+bool trace_dd_extract(trace_carrier *c, trace_context *out /* OUT */);
+
+/* ----------------------------------------------------------- AWS X-Ray */
+
+#define TRACE_XRAY_HEADER "X-Amzn-Trace-Id"
+#define TRACE_XRAY_HEADER_MAX 256
+/* Root "1-<8 hex time>-<24 hex>" + NUL from a 128-bit id (first 4 bytes
+ * are the time part) and back. */
+void trace_xray_format_root(const uint8_t id[16], char out[36]);
+bool trace_xray_parse_root(const char *s, size_t len, uint8_t id[16]);
+/* Parses an X-Amzn-Trace-Id value (fields in any order, unknown ones
+ * ignored). Sets ids, flags, xray_lineage, remote. False when Root or
+ * Parent is missing or invalid. */
+bool trace_xray_parse(const char *value, trace_context *ctx);
+/* "Root=…;Parent=…;Sampled=0|1[;Lineage=…]". */
+void trace_xray_format(const trace_context *ctx, char out[TRACE_XRAY_HEADER_MAX]);
+void trace_xray_inject(const trace_context *ctx, trace_carrier *c);
+bool trace_xray_extract(trace_carrier *c, trace_context *out /* OUT */);
+
+/* ------------------------------------------------------------ baggage */
+
+/* Caller owns *out (trace_baggage_free). */
+tm_err trace_baggage_new(trace_baggage **out /* OUT */) TM_WARN_UNUSED;
+void trace_baggage_free(trace_baggage *b);
+/*
+ * Adds or replaces an entry (copies all strings). key must be an RFC 9110
+ * token; value is any string (percent-encoded on the wire); metadata (the
+ * ";"-separated properties) may be NULL. TM_ERR_INVALID on a bad key or
+ * metadata, TM_ERR_LIMIT when the entry would pass 180 entries or 8192
+ * serialised bytes (b is then unchanged).
+ */
+tm_err trace_baggage_set(trace_baggage *b, const char *key, const char *value,
+			 const char *metadata) TM_WARN_UNUSED;
+/* Borrowed value (valid until b changes) or NULL; *metadata ("" if none). */
+const char *trace_baggage_get(const trace_baggage *b, const char *key,
+			      const char **metadata /* OUT, may be NULL */);
+bool trace_baggage_remove(trace_baggage *b, const char *key);
+size_t trace_baggage_count(const trace_baggage *b);
+/* Calls fn in insertion order until it returns false. */
+typedef bool (*trace_baggage_fn)(const char *key, const char *value,
+				 const char *metadata, void *arg);
+void trace_baggage_foreach(const trace_baggage *b, trace_baggage_fn fn, void *arg);
+/* Adds the members of a baggage header value (later duplicates replace
+ * earlier ones). Invalid members and members past the limits are dropped,
+ * never the whole value. Returns how many were dropped. */
+size_t trace_baggage_parse(trace_baggage *b, const char *value);
+/* Serialises (percent-encoding values) into out (appending). */
+tm_err trace_baggage_format(const trace_baggage *b, tm_buf *out) TM_WARN_UNUSED;
+void trace_baggage_inject(const trace_baggage *b, trace_carrier *c);
+/* Returns the number of members dropped. */
+size_t trace_baggage_extract(trace_carrier *c, trace_baggage *b);
 
 /* ============================================================ tracer ===== */
 /* (section owned by the tracer work: tracer, spans, samplers, processor,
@@ -209,6 +360,7 @@ typedef struct trace_span_data {
 	const char *service;        /* per-span service.name (never NULL) */
 	const char *tracestate;     /* "" when none */
 	const char *dd_origin;      /* "" when none */
+	const char *dd_tags;        /* propagated _dd.p.* tags "k=v,…", "" when none */
 	uint64_t start_ns;          /* Unix epoch ns */
 	uint64_t end_ns;
 	const trace_attr *attrs;
