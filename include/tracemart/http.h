@@ -20,9 +20,13 @@
 
 #define HTTP_DEFAULT_HOST "127.0.0.1"
 #define HTTP_DEFAULT_MAX_BODY (1024 * 1024)        /* 413 above this */
-#define HTTP_DEFAULT_MAX_HEADER (32 * 1024)        /* per-connection header memory */
+#define HTTP_DEFAULT_MAX_HEADER (16 * 1024)        /* per-connection header memory */
 #define HTTP_DEFAULT_CONN_TIMEOUT_S 30
 #define HTTP_DEFAULT_MAX_CONNECTIONS 1024
+/* An oversized body is read and dropped (so the 413 arrives cleanly and the
+ * connection is kept) up to this much; beyond it the 413 is sent at once
+ * and the connection closed. */
+#define HTTP_DEFAULT_MAX_DISCARD (128 * 1024 * 1024)
 #define HTTP_PATH_MAX 4096    /* longer paths get 414 */
 #define HTTP_MAX_PARAMS 8     /* path parameters per route */
 #define HTTP_METHOD_MAX 16    /* longest method name accepted by the router */
@@ -196,6 +200,7 @@ typedef struct http_server_config {
 	size_t max_header;            /* 0: HTTP_DEFAULT_MAX_HEADER */
 	unsigned conn_timeout_s;      /* 0: HTTP_DEFAULT_CONN_TIMEOUT_S */
 	unsigned max_connections;     /* 0: HTTP_DEFAULT_MAX_CONNECTIONS */
+	size_t max_discard;           /* 0: HTTP_DEFAULT_MAX_DISCARD */
 } http_server_config;
 
 /* Fills the defaults (all explicit, port 8080). */

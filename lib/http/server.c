@@ -18,13 +18,6 @@
 
 #include "internal.h"
 
-/*
- * A body over the limit is read and dropped so the connection stays
- * usable for keep-alive; past this much dropped data the 413 goes out at
- * once and MHD closes the connection instead.
- */
-#define DISCARD_MAX (16 * 1024 * 1024)
-
 struct http_server {
 	struct MHD_Daemon *daemon;
 	const http_router *router;
@@ -60,6 +53,7 @@ void http_server_config_init(http_server_config *cfg)
 	cfg->max_header = HTTP_DEFAULT_MAX_HEADER;
 	cfg->conn_timeout_s = HTTP_DEFAULT_CONN_TIMEOUT_S;
 	cfg->max_connections = HTTP_DEFAULT_MAX_CONNECTIONS;
+	cfg->max_discard = HTTP_DEFAULT_MAX_DISCARD;
 }
 
 /* ------------------------------------------------------------ dispatch */
@@ -237,9 +231,13 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
 			tm_buf_free(&cs->req.body);
 			tm_buf_init(&cs->req.body, s->cfg.max_body);
 		}
+		/* An oversized body is read and dropped rather than answered
+		 * mid-upload: closing a socket with unread data makes the
+		 * kernel send RST, which can destroy the 413 before the
+		 * client reads it. Past max_discard that risk is taken. */
 		if (cs->too_large) {
 			cs->discarded += n;
-			if (cs->discarded > DISCARD_MAX)
+			if (cs->discarded > s->cfg.max_discard)
 				return dispatch(cs, c);
 		}
 		return MHD_YES;
@@ -360,6 +358,8 @@ tm_err http_server_start(const http_server_config *cfg, const http_router *r,
 		s->cfg.conn_timeout_s = def.conn_timeout_s;
 	if (!s->cfg.max_connections)
 		s->cfg.max_connections = def.max_connections;
+	if (!s->cfg.max_discard)
+		s->cfg.max_discard = def.max_discard;
 	s->router = r;
 	if (hooks)
 		s->hooks = *hooks;
