@@ -1,0 +1,1073 @@
+/*
+ * The interpreter: runs an execution state by state on the caller's
+ * thread, applying input/output processing in the order the States
+ * Language specifies, Retry/Catch, Map and Parallel (their iterations and
+ * branches run one after another, in order), and emits history events.
+ * Task work is delegated to the caller's invoker; nothing is stored here.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+struct pending {
+	char *token;
+	bool done;
+	json_t *output;
+	char *error;
+	char *cause;
+	struct pending *next;
+};
+
+struct flow_execution {
+	const flow_machine *m;
+	flow_options opts;
+	json_t *input;
+	json_t *ctx_base; /* Execution + StateMachine members of $$ */
+	char *name;
+	char *arn;
+	flow_status status;
+	json_t *output;
+	char *error;
+	char *cause;
+	json_t *history;
+	uint64_t last_event;
+	uint64_t task_seq;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool abort;
+	struct pending *pending;
+};
+
+/* Terminal errors: no Retry or Catch applies (States Language, "Errors"). */
+static bool is_terminal_error(const char *e)
+{
+	return !strcmp(e, "States.Runtime") || !strcmp(e, "States.DataLimitExceeded");
+}
+
+const char *flow_status_name(flow_status s)
+{
+	switch (s) {
+	case FLOW_RUNNING: return "RUNNING";
+	case FLOW_SUCCEEDED: return "SUCCEEDED";
+	case FLOW_FAILED: return "FAILED";
+	default: return "ABORTED";
+	}
+}
+
+/* ------------------------------------------------------------------ events */
+
+static uint64_t emit(flow_execution *x, const char *type, json_t *details)
+{
+	flow_event ev;
+	pthread_mutex_lock(&x->mu);
+	ev.id = ++x->last_event;
+	pthread_mutex_unlock(&x->mu);
+	ev.previous_id = ev.id - 1;
+	ev.timestamp_ns = tm_clock_wall_ns();
+	ev.type = type;
+	ev.details = details ? details : json_object();
+	size_t max = x->opts.max_history ? x->opts.max_history : 25000;
+	if (json_array_size(x->history) < max) {
+		char ts[32];
+		tm_clock_format_rfc3339(ev.timestamp_ns, ts);
+		json_t *e = json_pack("{s:I,s:I,s:s,s:s,s:O}", "id", (json_int_t)ev.id,
+				      "previousEventId", (json_int_t)ev.previous_id,
+				      "timestamp", ts, "type", type, "details", ev.details);
+		if (e)
+			json_array_append_new(x->history, e);
+	}
+	if (x->opts.on_event)
+		x->opts.on_event(x->opts.event_arg, &ev);
+	json_decref((json_t *)ev.details);
+	return ev.id;
+}
+
+static json_t *details_io(const char *name, const char *key, const json_t *v)
+{
+	char *s = flow_json_dump(v);
+	json_t *d = json_pack("{s:s,s:s}", "name", name, key, s ? s : "null");
+	free(s);
+	return d;
+}
+
+/* ------------------------------------------------------------------- clock */
+
+static bool aborted(flow_execution *x)
+{
+	pthread_mutex_lock(&x->mu);
+	bool a = x->abort;
+	pthread_mutex_unlock(&x->mu);
+	return a;
+}
+
+/* Sleeps model time; wakes early on abort. */
+static void sleep_model(flow_execution *x, uint64_t model_ns)
+{
+	if (x->opts.sleep) {
+		x->opts.sleep(x->opts.sleep_arg, model_ns);
+		return;
+	}
+	uint64_t deadline = tm_clock_deadline_ns(model_ns);
+	pthread_mutex_lock(&x->mu);
+	while (!x->abort) {
+		uint64_t now = tm_clock_wall_ns();
+		if (now >= deadline)
+			break;
+		struct timespec ts = {.tv_sec = (time_t)(deadline / TM_NS_PER_S),
+				      .tv_nsec = (long)(deadline % TM_NS_PER_S)};
+		pthread_cond_timedwait(&x->cv, &x->mu, &ts);
+	}
+	pthread_mutex_unlock(&x->mu);
+}
+
+/* ----------------------------------------------------------------- context */
+
+static json_t *make_context(flow_execution *x, const char *state, uint64_t entered_ns)
+{
+	char ts[32];
+	json_t *c = json_deep_copy(x->ctx_base);
+	tm_clock_format_rfc3339(entered_ns, ts);
+	json_object_set_new(c, "State", json_pack("{s:s,s:s}", "Name", state,
+						  "EnteredTime", ts));
+	return c;
+}
+
+/* ---------------------------------------------------------- I/O processing */
+
+static json_t *apply_io_path(const json_t *st, const char *field, const json_t *doc,
+			     const flow__env *base, flow__fail *f)
+{
+	json_t *p = json_object_get(st, field);
+	if (!p)
+		return json_deep_copy(doc);
+	if (json_is_null(p))
+		return json_object(); /* InputPath/OutputPath null: {} */
+	flow__path *cp = flow__path_compile(json_string_value(p), NULL, 0);
+	flow__env env = *base;
+	env.input = doc;
+	json_t *r = cp ? flow__path_eval(cp, &env) : NULL;
+	if (!r)
+		flow__fail_set(f, "States.Runtime", "Invalid path '%s' : No results for path: %s",
+			       json_string_value(p), cp ? flow__path_normalized(cp) : "$");
+	flow__path_free(cp);
+	return r;
+}
+
+static json_t *apply_result_path(const json_t *holder, const json_t *raw,
+				 json_t *result, flow__fail *f)
+{
+	json_t *rp = json_object_get(holder, "ResultPath");
+	if (json_is_null(rp))
+		return json_deep_copy(raw); /* ResultPath null: input passes through */
+	if (!rp)
+		return json_incref(result);
+	flow__path *cp = flow__path_compile(json_string_value(rp), NULL, 0);
+	json_t *r = cp ? flow__path_set(cp, raw, result) : NULL;
+	if (!r) {
+		char *s = flow_json_dump(raw);
+		flow__fail_set(f, "States.ResultPathMatchFailure",
+			       "Unable to apply ResultPath '%s' to input '%s'",
+			       json_string_value(rp), s ? s : "");
+		free(s);
+	}
+	flow__path_free(cp);
+	return r;
+}
+
+static bool do_assign(const json_t *assign, const flow__env *env, flow__scope *scope,
+		      flow__fail *f)
+{
+	if (!assign)
+		return true;
+	/* every value is computed from the old variables first, then set */
+	json_t *vals = flow__template_apply(assign, env, f);
+	if (!vals)
+		return false;
+	json_object_update(scope->vars, vals);
+	json_decref(vals);
+	return true;
+}
+
+static bool check_size(const char *state, const json_t *v, flow__fail *f)
+{
+	tm_buf b;
+	tm_buf_init(&b, FLOW_PAYLOAD_MAX);
+	bool ok = flow__json_append(&b, v) == TM_OK;
+	tm_buf_free(&b);
+	if (!ok)
+		flow__fail_set(f, "States.DataLimitExceeded",
+			       "The state/task '%s' returned a result with a size exceeding the maximum number of bytes service limit.",
+			       state);
+	return ok;
+}
+
+static char *runtime_prefix(const char *state, uint64_t entered)
+{
+	tm_buf b;
+	tm_buf_init(&b, 4096);
+	if (tm_buf_printf(&b, "An error occurred while executing the state '%s' (entered at the event id #%llu). ",
+			    state, (unsigned long long)entered)) {}
+	return tm_buf_detach(&b);
+}
+
+/* AWS prefixes States.Runtime causes raised while a state runs. */
+static void decorate_runtime(flow__fail *f, const char *state, uint64_t entered)
+{
+	if (!f->error || strcmp(f->error, "States.Runtime") || !f->cause ||
+	    !strncmp(f->cause, "An error occurred", 17))
+		return;
+	char *pre = runtime_prefix(state, entered);
+	tm_buf b;
+	tm_buf_init(&b, 1 << 22);
+	if (tm_buf_printf(&b, "%s%s", pre, f->cause)) {}
+	free(pre);
+	free(f->cause);
+	f->cause = tm_buf_detach(&b);
+}
+
+/* ---------------------------------------------------------------- branches */
+
+static int run_states(flow_execution *x, const json_t *machine, const json_t *input,
+		      const flow__scope *parent, json_t **out, flow__fail *f);
+
+/* Map: iterations in order; MaxConcurrency only bounds, so 1-at-a-time is
+ * a valid schedule. */
+static json_t *run_map(flow_execution *x, const char *name, const json_t *st,
+		       const json_t *effective, const json_t *ctx,
+		       const flow__scope *scope, flow__fail *f)
+{
+	flow__env env = {.input = effective, .context = ctx, .scope = scope};
+	const char *ip = json_string_value(json_object_get(st, "ItemsPath"));
+	json_t *items = NULL, *results = NULL;
+	const json_t *proc = json_object_get(st, "ItemProcessor");
+	const json_t *sel = json_object_get(st, "ItemSelector");
+	size_t i, failures = 0;
+	json_t *item;
+
+	if (!proc)
+		proc = json_object_get(st, "Iterator");
+	if (!sel)
+		sel = json_object_get(st, "Parameters");
+	const char *mcp = json_string_value(json_object_get(st, "MaxConcurrencyPath"));
+	if (mcp) {
+		json_t *mc = flow__path_query(mcp, &env, NULL);
+		if (!mc) {
+			flow__fail_set(f, "States.Runtime", "The MaxConcurrencyPath field does not reference an input value: %s", mcp);
+			return NULL;
+		}
+		bool ok = json_is_integer(mc) && json_integer_value(mc) >= 0;
+		if (json_is_string(mc)) {
+			char *end;
+			long long v = strtoll(json_string_value(mc), &end, 10);
+			ok = *json_string_value(mc) && !*end && v >= 0;
+		}
+		if (!ok) {
+			char *s = flow_json_dump(mc);
+			flow__fail_set(f, "States.Runtime",
+				       "The MaxConcurrencyPath field refers to value %s which is not a valid integer: %s",
+				       s ? s : "", mcp);
+			free(s);
+			json_decref(mc);
+			return NULL;
+		}
+		json_decref(mc);
+	}
+	if (ip) {
+		items = flow__path_query(ip, &env, NULL);
+		if (!items) {
+			flow__fail_set(f, "States.Runtime", "Invalid path '%s' : No results for path: %s", ip, ip);
+			return NULL;
+		}
+	} else {
+		items = json_deep_copy(effective);
+	}
+	if (!json_is_array(items)) {
+		char *s = flow_json_dump(items);
+		flow__fail_set(f, "States.Runtime",
+			       "Map state input must be an array, but it was: %s", s ? s : "");
+		free(s);
+		json_decref(items);
+		return NULL;
+	}
+	json_t *tc = json_object_get(st, "ToleratedFailureCount");
+	json_t *tp = json_object_get(st, "ToleratedFailurePercentage");
+	const char *tcp = json_string_value(json_object_get(st, "ToleratedFailureCountPath"));
+	const char *tpp = json_string_value(json_object_get(st, "ToleratedFailurePercentagePath"));
+	json_t *tcv = tcp ? flow__path_query(tcp, &env, NULL) : json_incref(tc);
+	json_t *tpv = tpp ? flow__path_query(tpp, &env, NULL) : json_incref(tp);
+	bool tolerant = tcv || tpv;
+
+	emit(x, "MapStateStarted", json_pack("{s:I}", "length", (json_int_t)json_array_size(items)));
+	results = json_array();
+	json_array_foreach(items, i, item) {
+		json_t *ictx = json_deep_copy(ctx), *iin, *iout = NULL;
+		json_object_set_new(ictx, "Map", json_pack("{s:{s:I,s:O}}", "Item", "Index",
+							   (json_int_t)i, "Value", item));
+		if (sel) {
+			flow__env ienv = {.input = effective, .context = ictx, .scope = scope};
+			iin = flow__template_apply(sel, &ienv, f);
+		} else {
+			iin = json_deep_copy(item);
+		}
+		json_decref(ictx);
+		if (!iin)
+			goto fail;
+		emit(x, "MapIterationStarted", json_pack("{s:s,s:I}", "name", name, "index", (json_int_t)i));
+		flow__fail ifail = {0};
+		int rc = run_states(x, proc, iin, scope, &iout, &ifail);
+		json_decref(iin);
+		if (rc) {
+			emit(x, rc == -2 ? "MapIterationAborted" : "MapIterationFailed",
+			     json_pack("{s:s,s:I}", "name", name, "index", (json_int_t)i));
+			if (!tolerant || rc == -2 || is_terminal_error(ifail.error)) {
+				flow__fail_move(f, &ifail);
+				goto fail;
+			}
+			failures++;
+			json_array_append_new(results, json_pack("{s:s,s:s}", "Error", ifail.error,
+								 "Cause", ifail.cause ? ifail.cause : ""));
+			flow__fail_clear(&ifail);
+			continue;
+		}
+		emit(x, "MapIterationSucceeded", json_pack("{s:s,s:I}", "name", name, "index", (json_int_t)i));
+		json_array_append_new(results, iout);
+	}
+	if (tolerant && failures) {
+		size_t n = json_array_size(items);
+		bool over = (!tcv || failures > (size_t)json_number_value(tcv)) &&
+			    (!tpv || (double)failures * 100.0 / (double)n > json_number_value(tpv));
+		if (over) {
+			flow__fail_set(f, "States.ExceedToleratedFailureThreshold",
+				       "The specified tolerated failure threshold was exceeded");
+			goto fail;
+		}
+	}
+	emit(x, "MapStateSucceeded", NULL);
+	json_decref(items);
+	json_decref(tcv);
+	json_decref(tpv);
+	return results;
+fail:
+	emit(x, "MapStateFailed", NULL);
+	json_decref(items);
+	json_decref(results);
+	json_decref(tcv);
+	json_decref(tpv);
+	return NULL;
+}
+
+static json_t *run_parallel(flow_execution *x, const json_t *st, const json_t *effective,
+			    const flow__scope *scope, flow__fail *f)
+{
+	json_t *branches = json_object_get(st, "Branches"), *b;
+	json_t *results = json_array();
+	size_t i;
+
+	emit(x, "ParallelStateStarted", NULL);
+	json_array_foreach(branches, i, b) {
+		json_t *out = NULL;
+		if (run_states(x, b, effective, scope, &out, f)) {
+			emit(x, "ParallelStateFailed", NULL);
+			json_decref(results);
+			return NULL;
+		}
+		json_array_append_new(results, out);
+	}
+	emit(x, "ParallelStateSucceeded", NULL);
+	return results;
+}
+
+/* ------------------------------------------------------------------- tasks */
+
+static double number_field(const json_t *st, const char *field, const flow__env *env)
+{
+	json_t *v = json_object_get(st, field);
+	char pf[64];
+	if (json_is_number(v))
+		return json_number_value(v);
+	snprintf(pf, sizeof pf, "%sPath", field);
+	const char *p = json_string_value(json_object_get(st, pf));
+	if (!p)
+		return 0;
+	json_t *r = flow__path_query(p, env, NULL);
+	double d = json_is_number(r) ? json_number_value(r) : 0;
+	json_decref(r);
+	return d;
+}
+
+static json_t *run_task(flow_execution *x, const char *name, const json_t *st,
+			const json_t *effective, const json_t *ctx,
+			const flow__scope *scope, unsigned attempt, flow__fail *f)
+{
+	const char *resource = json_string_value(json_object_get(st, "Resource"));
+	flow__env env = {.input = effective, .context = ctx, .scope = scope};
+	flow_task_request req = {0};
+	flow_task_result res = {0};
+	char token[256];
+	flow_task_status status;
+	json_t *tctx = json_deep_copy(ctx);
+
+	pthread_mutex_lock(&x->mu);
+	snprintf(token, sizeof token, "%s:%llu", x->arn, (unsigned long long)++x->task_seq);
+	pthread_mutex_unlock(&x->mu);
+	if (resource && strstr(resource, ".waitForTaskToken"))
+		json_object_set_new(tctx, "Task", json_pack("{s:s}", "Token", token));
+	req.resource = resource;
+	req.input = effective;
+	req.context = tctx;
+	req.state_name = name;
+	req.execution_arn = x->arn;
+	req.task_token = token;
+	req.attempt = attempt;
+	req.timeout_seconds = number_field(st, "TimeoutSeconds", &env);
+	req.heartbeat_seconds = number_field(st, "HeartbeatSeconds", &env);
+
+	char *params = flow_json_dump(effective);
+	emit(x, "TaskScheduled", json_pack("{s:s,s:s}", "resource", resource ? resource : "",
+					   "parameters", params ? params : "{}"));
+	free(params);
+	if (!x->opts.invoke) {
+		json_decref(tctx);
+		flow__fail_set(f, "States.TaskFailed", "no task invoker is configured for resource '%s'",
+			       resource ? resource : "");
+		emit(x, "TaskFailed", json_pack("{s:s,s:s}", "error", f->error, "cause", f->cause));
+		return NULL;
+	}
+	emit(x, "TaskStarted", json_pack("{s:s}", "resource", resource ? resource : ""));
+	struct pending *pd = NULL;
+	if (resource && strstr(resource, ".waitForTaskToken")) {
+		/* register before invoking so an immediate callback is not lost */
+		pd = calloc(1, sizeof *pd);
+		if (pd && (pd->token = strdup(token))) {
+			pthread_mutex_lock(&x->mu);
+			pd->next = x->pending;
+			x->pending = pd;
+			pthread_mutex_unlock(&x->mu);
+		}
+	}
+	status = x->opts.invoke(x->opts.invoke_arg, &req, &res);
+	json_decref(tctx);
+	if (status == FLOW_TASK_PENDING || pd) {
+		if (!pd) {
+			pd = calloc(1, sizeof *pd);
+			if (!pd || !(pd->token = strdup(token))) {
+				free(pd);
+				flow__fail_set(f, "States.Runtime", "out of memory");
+				return NULL;
+			}
+			pthread_mutex_lock(&x->mu);
+			pd->next = x->pending;
+			x->pending = pd;
+			pthread_mutex_unlock(&x->mu);
+		}
+		if (status != FLOW_TASK_PENDING) {
+			/* a waitForTaskToken resource only starts the work */
+			json_decref(res.output);
+			res.output = NULL;
+			free(res.cause);
+			res.cause = NULL;
+			if (status == FLOW_TASK_FAILED) {
+				pthread_mutex_lock(&x->mu);
+				pd->done = true;
+				pd->error = strdup(res.error[0] ? res.error : "States.TaskFailed");
+				pthread_mutex_unlock(&x->mu);
+			}
+		}
+		uint64_t deadline = req.timeout_seconds > 0
+			? tm_clock_deadline_ns((uint64_t)(req.timeout_seconds * 1e9))
+			: UINT64_MAX;
+		bool timed_out = false;
+		pthread_mutex_lock(&x->mu);
+		while (!pd->done && !x->abort) {
+			if (deadline == UINT64_MAX) {
+				pthread_cond_wait(&x->cv, &x->mu);
+				continue;
+			}
+			if (tm_clock_wall_ns() >= deadline) {
+				timed_out = true;
+				break;
+			}
+			struct timespec ts = {.tv_sec = (time_t)(deadline / TM_NS_PER_S),
+					      .tv_nsec = (long)(deadline % TM_NS_PER_S)};
+			pthread_cond_timedwait(&x->cv, &x->mu, &ts);
+		}
+		for (struct pending **pp = &x->pending; *pp; pp = &(*pp)->next)
+			if (*pp == pd) {
+				*pp = pd->next;
+				break;
+			}
+		bool was_aborted = x->abort && !pd->done;
+		pthread_mutex_unlock(&x->mu);
+		if (timed_out || was_aborted) {
+			if (timed_out) {
+				flow__fail_set(f, "States.Timeout", "Task timed out.");
+				emit(x, "TaskTimedOut", json_pack("{s:s}", "error", "States.Timeout"));
+			} else {
+				flow__fail_set(f, "States.Runtime", "The execution was aborted.");
+			}
+			json_decref(pd->output);
+			free(pd->error);
+			free(pd->cause);
+			free(pd->token);
+			free(pd);
+			return NULL;
+		}
+		if (pd->error) {
+			status = FLOW_TASK_FAILED;
+			snprintf(res.error, sizeof res.error, "%s", pd->error);
+			res.cause = pd->cause;
+			pd->cause = NULL;
+		} else {
+			status = FLOW_TASK_SUCCEEDED;
+			res.output = pd->output;
+			pd->output = NULL;
+		}
+		free(pd->error);
+		free(pd->cause);
+		free(pd->token);
+		free(pd);
+	}
+	if (status == FLOW_TASK_SUCCEEDED) {
+		json_t *out = res.output ? res.output : json_null();
+		char *s = flow_json_dump(out);
+		emit(x, "TaskSucceeded", json_pack("{s:s,s:s}", "resource", resource ? resource : "",
+						   "output", s ? s : "null"));
+		free(s);
+		return out;
+	}
+	flow__fail_set(f, res.error[0] ? res.error : "States.TaskFailed", "%s",
+		       res.cause ? res.cause : "");
+	if (!res.cause) {
+		free(f->cause);
+		f->cause = NULL;
+	}
+	free(res.cause);
+	json_decref(res.output);
+	emit(x, "TaskFailed", json_pack("{s:s,s:s?}", "error", f->error, "cause", f->cause));
+	return NULL;
+}
+
+static tm_err complete(flow_execution *x, const char *token, json_t *output,
+		       const char *error, const char *cause)
+{
+	tm_err err = TM_ERR_NOT_FOUND;
+	pthread_mutex_lock(&x->mu);
+	for (struct pending *p = x->pending; p; p = p->next) {
+		if (strcmp(p->token, token) || p->done)
+			continue;
+		p->done = true;
+		if (error) {
+			p->error = strdup(error);
+			p->cause = cause ? strdup(cause) : NULL;
+		} else {
+			p->output = output;
+			output = NULL;
+		}
+		err = TM_OK;
+		pthread_cond_broadcast(&x->cv);
+		break;
+	}
+	pthread_mutex_unlock(&x->mu);
+	json_decref(output);
+	return err;
+}
+
+tm_err flow_execution_task_succeed(flow_execution *x, const char *token, json_t *output)
+{
+	return complete(x, token, output ? output : json_null(), NULL, NULL);
+}
+
+tm_err flow_execution_task_fail(flow_execution *x, const char *token,
+				const char *error, const char *cause)
+{
+	return complete(x, token, NULL, error ? error : "States.TaskFailed", cause);
+}
+
+/* ------------------------------------------------------------------- retry */
+
+double flow_retry_delay_seconds(const json_t *retrier, unsigned attempt)
+{
+	json_t *iv = json_object_get(retrier, "IntervalSeconds");
+	json_t *br = json_object_get(retrier, "BackoffRate");
+	json_t *md = json_object_get(retrier, "MaxDelaySeconds");
+	double interval = json_is_number(iv) ? json_number_value(iv) : 1.0;
+	double rate = json_is_number(br) ? json_number_value(br) : 2.0;
+	double d = interval * pow(rate, (double)attempt);
+	if (json_is_number(md) && d > json_number_value(md))
+		d = json_number_value(md);
+	return d;
+}
+
+/* ------------------------------------------------------------------ states */
+
+struct step {
+	json_t *output;   /* on success */
+	const char *next; /* NULL: end of this branch */
+	bool succeed_end; /* Succeed state */
+};
+
+static const char *lower_type(const char *t)
+{
+	return t;
+}
+
+/* Runs one state; returns 0 with s filled, -1 with f set, -2 aborted. */
+static int run_state(flow_execution *x, const char *name, const json_t *st,
+		     const json_t *raw, flow__scope *scope, struct step *s,
+		     flow__fail *f)
+{
+	const char *type = json_string_value(json_object_get(st, "Type"));
+	char ev[64];
+	uint64_t entered_ns = tm_clock_wall_ns();
+	json_t *ctx = make_context(x, name, entered_ns);
+	json_t *effective = NULL, *result = NULL, *output = NULL, *tmp;
+	flow__env env = {.context = ctx, .scope = scope};
+	int rc = -1;
+
+	snprintf(ev, sizeof ev, "%sStateEntered", lower_type(type));
+	uint64_t entered = emit(x, ev, details_io(name, "input", raw));
+	s->next = json_string_value(json_object_get(st, "Next"));
+	s->succeed_end = false;
+
+	if (!strcmp(type, "Fail")) {
+		json_t *err = json_object_get(st, "Error"), *cause = json_object_get(st, "Cause");
+		const char *ep = json_string_value(json_object_get(st, "ErrorPath"));
+		const char *cp = json_string_value(json_object_get(st, "CausePath"));
+		json_t *ev_err = NULL, *ev_cause = NULL;
+		env.input = raw;
+		if (ep && !(ev_err = flow__dynamic_eval(ep, "ErrorPath", &env, f)))
+			goto fail_state;
+		if (cp && !(ev_cause = flow__dynamic_eval(cp, "CausePath", &env, f))) {
+			json_decref(ev_err);
+			goto fail_state;
+		}
+		const json_t *e = ev_err ? ev_err : err, *c = ev_cause ? ev_cause : cause;
+		flow__fail_clear(f);
+		f->error = e ? (json_is_string(e) ? strdup(json_string_value(e)) : flow_json_dump(e)) : NULL;
+		f->cause = c ? (json_is_string(c) ? strdup(json_string_value(c)) : flow_json_dump(c)) : NULL;
+		if (!f->error)
+			f->error = strdup("");
+		json_decref(ev_err);
+		json_decref(ev_cause);
+		rc = -3; /* a deliberate failure: no prefix, no Retry/Catch */
+		goto out;
+	}
+
+	effective = apply_io_path(st, "InputPath", raw, &env, f);
+	if (!effective)
+		goto fail_state;
+	env.input = effective;
+
+	if (!strcmp(type, "Succeed")) {
+		output = apply_io_path(st, "OutputPath", effective, &env, f);
+		if (!output)
+			goto fail_state;
+		s->next = NULL;
+		s->succeed_end = true;
+		goto done;
+	}
+	if (!strcmp(type, "Choice")) {
+		json_t *rules = json_object_get(st, "Choices"), *r;
+		size_t i;
+		const char *target = NULL;
+		const json_t *assign = json_object_get(st, "Assign");
+		json_array_foreach(rules, i, r) {
+			int m = flow__choice_rule_eval(r, &env, f);
+			if (m < 0)
+				goto fail_state;
+			if (m) {
+				target = json_string_value(json_object_get(r, "Next"));
+				if (json_object_get(r, "Assign"))
+					assign = json_object_get(r, "Assign");
+				break;
+			}
+		}
+		if (!target) {
+			target = json_string_value(json_object_get(st, "Default"));
+			if (!target) {
+				flow__fail_set(f, "States.NoChoiceMatched",
+					       "No Matches!");
+				rc = -1;
+				goto out_noretry;
+			}
+		}
+		env.input = raw;
+		if (!do_assign(assign, &env, scope, f))
+			goto fail_state;
+		env.input = effective;
+		output = apply_io_path(st, "OutputPath", effective, &env, f);
+		if (!output)
+			goto fail_state;
+		s->next = target;
+		goto done;
+	}
+	if (!strcmp(type, "Wait")) {
+		json_t *sec = json_object_get(st, "Seconds"), *ts = json_object_get(st, "Timestamp");
+		const char *sp = json_string_value(json_object_get(st, "SecondsPath"));
+		const char *tp = json_string_value(json_object_get(st, "TimestampPath"));
+		uint64_t wait_ns = 0;
+		if (sec) {
+			wait_ns = (uint64_t)json_integer_value(sec) * TM_NS_PER_S;
+		} else if (sp) {
+			json_t *v = flow__path_query(sp, &env, NULL);
+			if (!v) {
+				flow__fail_set(f, "States.Runtime",
+					       "The SecondsPath parameter does not reference an input value: %s", sp);
+				goto fail_state;
+			}
+			if (!json_is_integer(v) || json_integer_value(v) < 0) {
+				char *vs = json_is_string(v) ? strdup(json_string_value(v)) : flow_json_dump(v);
+				flow__fail_set(f, "States.Runtime",
+					       "The SecondsPath parameter cannot be parsed as a long value: %s == %s",
+					       sp, vs ? vs : "");
+				free(vs);
+				json_decref(v);
+				goto fail_state;
+			}
+			wait_ns = (uint64_t)json_integer_value(v) * TM_NS_PER_S;
+			json_decref(v);
+		} else {
+			const char *tstr = json_string_value(ts);
+			json_t *v = NULL;
+			int64_t when;
+			if (tp) {
+				v = flow__path_query(tp, &env, NULL);
+				if (!v) {
+					flow__fail_set(f, "States.Runtime",
+						       "The TimestampPath parameter does not reference an input value: %s", tp);
+					goto fail_state;
+				}
+				tstr = json_string_value(v);
+				if (!tstr || !flow__parse_timestamp(tstr, &when)) {
+					char *vs = tstr ? strdup(tstr) : flow_json_dump(v);
+					flow__fail_set(f, "States.Runtime",
+						       "The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: %s == %s",
+						       tp, vs ? vs : "");
+					free(vs);
+					json_decref(v);
+					goto fail_state;
+				}
+			} else if (!flow__parse_timestamp(tstr, &when)) {
+				when = 0;
+			}
+			json_decref(v);
+			int64_t now = (int64_t)tm_clock_wall_ns();
+			/* the distance to an absolute time is model time too */
+			wait_ns = when > now ? (uint64_t)((double)(when - now) * tm_clock_scale()) : 0;
+		}
+		env.input = raw;
+		if (!do_assign(json_object_get(st, "Assign"), &env, scope, f))
+			goto fail_state;
+		if (wait_ns)
+			sleep_model(x, wait_ns);
+		if (aborted(x)) {
+			rc = -2;
+			goto out;
+		}
+		env.input = effective;
+		output = apply_io_path(st, "OutputPath", effective, &env, f);
+		if (!output)
+			goto fail_state;
+		goto done;
+	}
+
+	/* Pass, Task, Parallel, Map: Parameters → work → ResultSelector →
+	 * ResultPath → OutputPath, with Retry around the work. */
+	json_t *params = json_object_get(st, "Parameters");
+	if (params && strcmp(type, "Map")) {
+		tmp = flow__template_apply(params, &env, f);
+		if (!tmp)
+			goto fail_state;
+		json_decref(effective);
+		effective = tmp;
+		env.input = effective;
+	}
+	json_t *retry = json_object_get(st, "Retry");
+	size_t nretry = json_array_size(retry);
+	unsigned counts[64] = {0}, attempt = 0;
+	for (;;) {
+		if (!strcmp(type, "Pass")) {
+			json_t *r = json_object_get(st, "Result");
+			result = r ? json_deep_copy(r) : json_incref(effective);
+		} else if (!strcmp(type, "Task")) {
+			result = run_task(x, name, st, effective, ctx, scope, attempt, f);
+		} else if (!strcmp(type, "Parallel")) {
+			result = run_parallel(x, st, effective, scope, f);
+		} else {
+			result = run_map(x, name, st, effective, ctx, scope, f);
+		}
+		if (result && json_object_get(st, "ResultSelector")) {
+			flow__env renv = {.input = result, .context = ctx, .scope = scope};
+			tmp = flow__template_apply(json_object_get(st, "ResultSelector"), &renv, f);
+			json_decref(result);
+			result = tmp;
+		}
+		if (result || aborted(x))
+			break;
+		if (is_terminal_error(f->error))
+			break;
+		/* Retry: the first retrier whose ErrorEquals matches decides. */
+		size_t i;
+		json_t *rt;
+		bool again = false;
+		json_array_foreach(retry, i, rt) {
+			if (!flow__error_matches(json_object_get(rt, "ErrorEquals"), f->error))
+				continue;
+			json_int_t max = tm_json_int(rt, "MaxAttempts", 3);
+			if (i < TM_ARRAY_LEN(counts) && counts[i] < (unsigned)max) {
+				double d = flow_retry_delay_seconds(rt, counts[i]);
+				const char *js = tm_json_str(rt, "JitterStrategy");
+				if (js && !strcmp(js, "FULL"))
+					d *= tm_rand_double();
+				counts[i]++;
+				attempt++;
+				json_object_set_new(json_object_get(ctx, "State"), "RetryCount",
+						    json_integer(attempt));
+				sleep_model(x, (uint64_t)(d * 1e9));
+				again = !aborted(x);
+			}
+			break;
+		}
+		(void)nretry;
+		if (!again)
+			break;
+		flow__fail_clear(f);
+	}
+	if (!result) {
+		if (aborted(x)) {
+			rc = -2;
+			goto out;
+		}
+		goto fail_state;
+	}
+	{
+		flow__env aenv = {.input = result, .context = ctx, .scope = scope};
+		if (!do_assign(json_object_get(st, "Assign"), &aenv, scope, f))
+			goto fail_state;
+	}
+	tmp = apply_result_path(st, raw, result, f);
+	if (!tmp)
+		goto fail_state;
+	output = apply_io_path(st, "OutputPath", tmp, &env, f);
+	json_decref(tmp);
+	if (!output)
+		goto fail_state;
+
+done:
+	if (!check_size(name, output, f)) {
+		json_decref(output);
+		output = NULL;
+		rc = -1;
+		goto out_noretry;
+	}
+	snprintf(ev, sizeof ev, "%sStateExited", type);
+	emit(x, ev, details_io(name, "output", output));
+	s->output = output;
+	rc = 0;
+	goto out;
+
+fail_state:
+	decorate_runtime(f, name, entered);
+	/* Catch: the first catcher whose ErrorEquals matches. */
+	if (f->error && !is_terminal_error(f->error)) {
+		size_t i;
+		json_t *c;
+		json_array_foreach(json_object_get(st, "Catch"), i, c) {
+			if (!flow__error_matches(json_object_get(c, "ErrorEquals"), f->error))
+				continue;
+			json_t *eo = json_pack("{s:s,s:s}", "Error", f->error, "Cause",
+					       f->cause ? f->cause : "");
+			flow__fail cf = {0};
+			flow__env cenv = {.input = eo, .context = ctx, .scope = scope};
+			if (!do_assign(json_object_get(c, "Assign"), &cenv, scope, &cf)) {
+				json_decref(eo);
+				flow__fail_move(f, &cf);
+				break;
+			}
+			output = apply_result_path(c, raw, eo, &cf);
+			json_decref(eo);
+			if (!output) {
+				flow__fail_move(f, &cf);
+				break;
+			}
+			flow__fail_clear(f);
+			s->next = json_string_value(json_object_get(c, "Next"));
+			snprintf(ev, sizeof ev, "%sStateExited", type);
+			emit(x, ev, details_io(name, "output", output));
+			s->output = output;
+			rc = 0;
+			goto out;
+		}
+	}
+out_noretry:
+	rc = rc == 0 ? -1 : rc;
+out:
+	json_decref(ctx);
+	json_decref(effective);
+	json_decref(result);
+	return rc == -3 ? -1 : rc;
+}
+
+static int run_states(flow_execution *x, const json_t *machine, const json_t *input,
+		      const flow__scope *parent, json_t **out, flow__fail *f)
+{
+	const json_t *states = json_object_get(machine, "States");
+	const char *cur = json_string_value(json_object_get(machine, "StartAt"));
+	json_t *in = json_deep_copy(input);
+	flow__scope scope = {.vars = json_object(), .parent = parent};
+	int rc = 0;
+	size_t transitions = 0;
+
+	for (;;) {
+		if (aborted(x)) {
+			rc = -2;
+			break;
+		}
+		/* Step Functions' hard limit on history size bounds loops too */
+		if (++transitions > 1000000) {
+			flow__fail_set(f, "States.Runtime", "too many state transitions");
+			rc = -1;
+			break;
+		}
+		const json_t *st = json_object_get(states, cur);
+		struct step s = {0};
+		rc = run_state(x, cur, st, in, &scope, &s, f);
+		if (rc)
+			break;
+		json_decref(in);
+		in = s.output;
+		if (!s.next)
+			break;
+		cur = s.next;
+	}
+	if (rc == 0)
+		*out = in;
+	else
+		json_decref(in);
+	json_decref(scope.vars);
+	return rc;
+}
+
+/* -------------------------------------------------------------- executions */
+
+tm_err flow_execution_new(const flow_machine *m, const json_t *input,
+			  const flow_options *opts, flow_execution **out)
+{
+	flow_execution *x = calloc(1, sizeof *x);
+	char uuid[37], ts[32];
+	tm_buf b;
+
+	*out = NULL;
+	if (!x)
+		return TM_ERR_NOMEM;
+	if (opts)
+		x->opts = *opts;
+	pthread_mutex_init(&x->mu, NULL);
+	pthread_cond_init(&x->cv, NULL);
+	tm_uuid4(uuid);
+	x->m = m;
+	x->name = strdup(x->opts.execution_name ? x->opts.execution_name : uuid);
+	x->input = json_deep_copy(input ? input : json_object());
+	x->history = json_array();
+	tm_buf_init(&b, 4096);
+	if (tm_buf_printf(&b, "arn:aws:states:local:000000000000:execution:%s:%s",
+			    flow_machine_name(m), x->name ? x->name : "")) {}
+	x->arn = tm_buf_detach(&b);
+	if (tm_buf_printf(&b, "arn:aws:states:local:000000000000:stateMachine:%s",
+			    flow_machine_name(m))) {}
+	char *sm_arn = tm_buf_detach(&b);
+	tm_buf_free(&b);
+	tm_clock_format_rfc3339(tm_clock_wall_ns(), ts);
+	x->ctx_base = json_pack("{s:{s:s,s:O,s:s,s:s,s:s,s:i},s:{s:s,s:s}}",
+				"Execution", "Id", x->arn, "Input", x->input, "StartTime", ts,
+				"Name", x->name ? x->name : "",
+				"RoleArn", x->opts.role_arn ? x->opts.role_arn
+				: "arn:aws:iam::000000000000:role/tracemart-flow",
+				"RedriveCount", 0,
+				"StateMachine", "Id", sm_arn ? sm_arn : "", "Name",
+				flow_machine_name(m));
+	free(sm_arn);
+	if (!x->name || !x->input || !x->history || !x->arn || !x->ctx_base) {
+		flow_execution_free(x);
+		return TM_ERR_NOMEM;
+	}
+	*out = x;
+	return TM_OK;
+}
+
+void flow_execution_free(flow_execution *x)
+{
+	if (!x)
+		return;
+	json_decref(x->input);
+	json_decref(x->ctx_base);
+	json_decref(x->output);
+	json_decref(x->history);
+	free(x->name);
+	free(x->arn);
+	free(x->error);
+	free(x->cause);
+	pthread_mutex_destroy(&x->mu);
+	pthread_cond_destroy(&x->cv);
+	free(x);
+}
+
+tm_err flow_execution_run(flow_execution *x)
+{
+	flow__fail f = {0};
+	json_t *out = NULL;
+	char *in = flow_json_dump(x->input);
+
+	emit(x, "ExecutionStarted", json_pack("{s:s,s:s}", "input", in ? in : "{}",
+					      "roleArn", json_string_value(json_object_get(
+						      json_object_get(x->ctx_base, "Execution"),
+						      "RoleArn"))));
+	free(in);
+	int rc;
+	if (!check_size("Execution input", x->input, &f))
+		rc = -1;
+	else
+		rc = run_states(x, flow_machine_definition(x->m), x->input, NULL, &out, &f);
+	if (rc == 0) {
+		char *s = flow_json_dump(out);
+		x->output = out;
+		x->status = FLOW_SUCCEEDED;
+		emit(x, "ExecutionSucceeded", json_pack("{s:s}", "output", s ? s : "null"));
+		free(s);
+	} else if (rc == -2) {
+		x->status = FLOW_ABORTED;
+		emit(x, "ExecutionAborted", NULL);
+		flow__fail_clear(&f);
+	} else {
+		x->status = FLOW_FAILED;
+		x->error = f.error;
+		x->cause = f.cause;
+		if (x->error && !*x->error) {
+			free(x->error);
+			x->error = NULL;
+		}
+		emit(x, "ExecutionFailed", json_pack("{s:s?,s:s?}", "error", x->error,
+						     "cause", x->cause));
+	}
+	return TM_OK;
+}
+
+void flow_execution_abort(flow_execution *x)
+{
+	pthread_mutex_lock(&x->mu);
+	x->abort = true;
+	pthread_cond_broadcast(&x->cv);
+	pthread_mutex_unlock(&x->mu);
+}
+
+flow_status flow_execution_status(const flow_execution *x) { return x->status; }
+const json_t *flow_execution_output(const flow_execution *x) { return x->output; }
+const char *flow_execution_error(const flow_execution *x) { return x->error; }
+const char *flow_execution_cause(const flow_execution *x) { return x->cause; }
+const char *flow_execution_arn(const flow_execution *x) { return x->arn; }
+const json_t *flow_execution_history(const flow_execution *x) { return x->history; }
