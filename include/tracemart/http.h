@@ -115,6 +115,15 @@ tm_err http_respond_error(http_response *resp, unsigned status,
 /* Same with several messages (validation). */
 tm_err http_respond_errors(http_response *resp, unsigned status,
 			   const char *const *messages, size_t n) TM_WARN_UNUSED;
+/*
+ * The whole envelope: {"data": <data or null>, "success": <success>,
+ * "message": [messages...]}; data is borrowed, messages may be NULL when
+ * n == 0.
+ */
+tm_err http_respond_envelope(http_response *resp, unsigned status,
+			     bool success, const json_t *data,
+			     const char *const *messages,
+			     size_t n) TM_WARN_UNUSED;
 
 /* --------------------------------------------------------------- router */
 

@@ -321,8 +321,10 @@ tm_err http_response_set_json(http_response *resp, unsigned status,
 		return TM_ERR_INVALID;
 	tm_buf_reset(&resp->body);
 	err = tm_json_append(&resp->body, body);
-	if (err)
+	if (err) {
+		tm_buf_reset(&resp->body);
 		return err;
+	}
 	memcpy(resp->content_type, "application/json",
 	       sizeof("application/json"));
 	resp->status = status;
@@ -379,19 +381,83 @@ const char *http_response_body(const http_response *resp, size_t *len)
 	return resp->body.data ? resp->body.data : "";
 }
 
-tm_err http_respond_errors(http_response *resp, unsigned status,
-			   const char *const *messages, size_t n)
+/* Length of the valid UTF-8 sequence at p (RFC 3629 §4), 0 if invalid. */
+static size_t utf8_seq_len(const unsigned char *p)
+{
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		return (p[1] & 0xc0) == 0x80 ? 2 : 0;
+	if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		if ((p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80)
+			return 0;
+		if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] > 0x9f))
+			return 0; /* overlong, or a UTF-16 surrogate */
+		return 3;
+	}
+	if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		if ((p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 ||
+		    (p[3] & 0xc0) != 0x80)
+			return 0;
+		if ((p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] > 0x8f))
+			return 0;
+		return 4;
+	}
+	return 0;
+}
+
+/*
+ * Appends s as a JSON string. Messages may echo client input, and JSON
+ * text must be UTF-8 (RFC 8259 §8.1): invalid bytes become U+FFFD.
+ */
+static tm_err append_message(tm_buf *b, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	tm_buf clean;
+	tm_err err = TM_OK;
+
+	for (; *p; p++)
+		if (*p >= 0x80)
+			break;
+	if (!*p)
+		return tm_json_quote(b, s); /* ASCII: the common case */
+	tm_buf_init(&clean, b->max);
+	for (p = (const unsigned char *)s; !err && *p;) {
+		size_t n = utf8_seq_len(p);
+
+		if (n) {
+			err = tm_buf_append(&clean, p, n);
+			p += n;
+		} else {
+			err = tm_buf_append(&clean, "\xef\xbf\xbd", 3);
+			p++;
+		}
+	}
+	if (!err)
+		err = tm_json_quote(b, clean.data ? clean.data : "");
+	tm_buf_free(&clean);
+	return err;
+}
+
+tm_err http_respond_envelope(http_response *resp, unsigned status,
+			     bool success, const json_t *data,
+			     const char *const *messages, size_t n)
 {
 	tm_buf *b = &resp->body;
 	tm_err err;
 
 	tm_buf_reset(b);
-	err = tm_buf_appends(b, "{\"data\":null,\"success\":false,\"message\":[");
+	err = tm_buf_appends(b, "{\"data\":");
+	if (!err)
+		err = data ? tm_json_append(b, data) : tm_buf_appends(b, "null");
+	if (!err)
+		err = tm_buf_appends(b, success ? ",\"success\":true,\"message\":["
+					       : ",\"success\":false,\"message\":[");
 	for (size_t i = 0; !err && i < n; i++) {
 		if (i)
 			err = tm_buf_appendc(b, ',');
 		if (!err)
-			err = tm_json_quote(b, messages[i] ? messages[i] : "");
+			err = append_message(b, messages[i] ? messages[i] : "");
 	}
 	if (!err)
 		err = tm_buf_appends(b, "]}");
@@ -403,6 +469,12 @@ tm_err http_respond_errors(http_response *resp, unsigned status,
 	       sizeof("application/json"));
 	resp->status = status;
 	return TM_OK;
+}
+
+tm_err http_respond_errors(http_response *resp, unsigned status,
+			   const char *const *messages, size_t n)
+{
+	return http_respond_envelope(resp, status, false, NULL, messages, n);
 }
 
 tm_err http_respond_error(http_response *resp, unsigned status,

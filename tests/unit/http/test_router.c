@@ -309,6 +309,33 @@ static void respond_error_builds_the_project_error_body(void **state)
 	http__response_free(&resp);
 }
 
+static void respond_envelope_builds_success_bodies_and_repairs_utf8(void **state)
+{
+	http_response resp;
+	const char *msgs[] = { "No changes", "bad \xff byte, caf\xc3\xa9, cut \xe2\x82" };
+	json_t *data = json_pack("{s:s, s:f}", "productId", "WIDGET", "price", 12.5);
+	json_t *j;
+
+	http__response_init(&resp);
+	assert_int_equal(http_respond_envelope(&resp, 200, true, data, msgs, 1), TM_OK);
+	assert_string_equal(http_response_body(&resp, NULL),
+			    "{\"data\":{\"productId\":\"WIDGET\",\"price\":12.5},"
+			    "\"success\":true,\"message\":[\"No changes\"]}");
+	assert_int_equal(http_respond_envelope(&resp, 201, true, NULL, NULL, 0), TM_OK);
+	assert_string_equal(http_response_body(&resp, NULL),
+			    "{\"data\":null,\"success\":true,\"message\":[]}");
+	assert_int_equal(http_response_status(&resp), 201);
+
+	assert_int_equal(http_respond_error(&resp, 400, msgs[1]), TM_OK);
+	j = json_loads(http_response_body(&resp, NULL), 0, NULL);
+	assert_non_null(j); /* valid JSON despite the bad bytes */
+	assert_string_equal(json_string_value(json_array_get(json_object_get(j, "message"), 0)),
+			    "bad \xef\xbf\xbd byte, caf\xc3\xa9, cut \xef\xbf\xbd\xef\xbf\xbd");
+	json_decref(j);
+	json_decref(data);
+	http__response_free(&resp);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -324,6 +351,7 @@ int main(void)
 		cmocka_unit_test(router_refuses_paths_longer_than_the_limit),
 		cmocka_unit_test(percent_decode_turns_plus_into_space_only_when_asked),
 		cmocka_unit_test(respond_error_builds_the_project_error_body),
+		cmocka_unit_test(respond_envelope_builds_success_bodies_and_repairs_utf8),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -125,6 +125,41 @@ static void h_slow(http_request *req, http_response *resp, void *arg)
 			 TM_OK);
 }
 
+static bool count_header(const char *name, const char *value, void *arg)
+{
+	json_t *names = arg;
+
+	json_array_append_new(names, json_string(name));
+	return true;
+}
+
+/* Echoes what the request API sees, for the accessor tests. */
+static void h_inspect(http_request *req, http_response *resp, void *arg)
+{
+	json_t *names = json_array();
+	char peer[64];
+	const char *flag = http_request_query(req, "flag");
+	json_t *j;
+
+	http_request_headers_each(req, count_header, names);
+	http_request_peer(req, peer, sizeof(peer));
+	j = json_pack("{s:s, s:s, s:o, s:s, s:s?, s:s?, s:b}",
+		      "method", http_request_method(req),
+		      "path", http_request_path(req),
+		      "headers", names,
+		      "peer", peer,
+		      "flag", flag,
+		      "missing", http_request_param(req, "missing"),
+		      "started", http_request_start_ns(req) > 0);
+	assert_non_null(j);
+	assert_int_equal(http_response_set_json(resp, 200, j), TM_OK);
+	json_decref(j);
+}
+
+static void h_nothing(http_request *req, http_response *resp, void *arg)
+{
+}
+
 static const http_hooks g_hooks = { hook_before, hook_after, NULL };
 
 static http_server *start_server(unsigned threads)
@@ -150,7 +185,9 @@ static int setup(void **state)
 	    http_router_add(g_router, "PUT", "/product", h_put, NULL) ||
 	    http_router_add(g_router, "POST", "/echo", h_echo, NULL) ||
 	    http_router_add(g_router, "GET", "/metrics", h_metrics, NULL) ||
-	    http_router_add(g_router, "GET", "/slow", h_slow, NULL))
+	    http_router_add(g_router, "GET", "/slow", h_slow, NULL) ||
+	    http_router_add(g_router, "GET", "/inspect/{x}", h_inspect, NULL) ||
+	    http_router_add(g_router, "DELETE", "/nothing", h_nothing, NULL))
 		return -1;
 	http_client_global_init();
 	g_server = start_server(2);
@@ -349,6 +386,39 @@ static void server_serves_get_with_path_params_query_and_headers(void **state)
 	assert_true(json_is_null(json_object_get(j, "q")));
 	assert_true(json_is_null(json_object_get(j, "h")));
 	json_decref(j);
+	reply_free(&r);
+}
+
+static void server_exposes_method_path_headers_peer_and_query_flags(void **state)
+{
+	struct reply r;
+	json_t *j, *names;
+	bool seen = false;
+
+	fetch(NULL, "GET", "/inspect/a%20b?flag&x=1", "X-Custom-Thing: 1",
+	      NULL, 0, 0, &r);
+	assert_int_equal(r.status, 200);
+	j = json_loads(r.body.data, 0, NULL);
+	assert_non_null(j);
+	assert_string_equal(tm_json_str(j, "method"), "GET");
+	assert_string_equal(tm_json_str(j, "path"), "/inspect/a%20b");
+	assert_string_equal(tm_json_str(j, "flag"), "");
+	assert_true(json_is_null(json_object_get(j, "missing")));
+	assert_true(json_is_true(json_object_get(j, "started")));
+	assert_non_null(strstr(tm_json_str(j, "peer"), "127.0.0.1:"));
+	names = json_object_get(j, "headers");
+	for (size_t i = 0; i < json_array_size(names); i++)
+		if (!strcmp(json_string_value(json_array_get(names, i)),
+			    "X-Custom-Thing"))
+			seen = true;
+	assert_true(seen);
+	json_decref(j);
+	reply_free(&r);
+
+	/* A handler that sets nothing answers 200 with an empty body. */
+	fetch(NULL, "DELETE", "/nothing", NULL, NULL, 0, 0, &r);
+	assert_int_equal(r.status, 200);
+	assert_int_equal(r.body.len, 0);
 	reply_free(&r);
 }
 
@@ -726,6 +796,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(server_binds_a_free_port_and_reports_its_url),
 		cmocka_unit_test(server_serves_get_with_path_params_query_and_headers),
+		cmocka_unit_test(server_exposes_method_path_headers_peer_and_query_flags),
 		cmocka_unit_test(server_accepts_a_post_body),
 		cmocka_unit_test(server_rejects_a_2mib_body_with_413_json_and_keeps_serving),
 		cmocka_unit_test(server_keeps_connections_alive),
