@@ -99,8 +99,8 @@ static inline json_t *otlp_attr(json_t *obj, const char *key)
 	return NULL;
 }
 
-/* Runs `python3 <script> <arg>`; returns the exit status (0 = passed). */
-static inline int run_checker(const char *script, const char *arg)
+/* Runs `python3 <script> [arg1] arg2`; returns the exit status (0 = passed). */
+static inline int run_checker2(const char *script, const char *arg1, const char *arg)
 {
 	const char *dir = getenv("TM_TRACE_TESTS");
 	char path[1024];
@@ -110,12 +110,20 @@ static inline int run_checker(const char *script, const char *arg)
 	snprintf(path, sizeof path, "%s/%s", dir ? dir : "tests/unit/trace", script);
 	pid = fork();
 	if (pid == 0) {
-		execlp("python3", "python3", path, arg, (char *)NULL);
+		if (arg1)
+			execlp("python3", "python3", path, arg1, arg, (char *)NULL);
+		else
+			execlp("python3", "python3", path, arg, (char *)NULL);
 		_exit(127);
 	}
 	if (pid < 0 || waitpid(pid, &st, 0) < 0)
 		return -1;
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static inline int run_checker(const char *script, const char *arg)
+{
+	return run_checker2(script, NULL, arg);
 }
 
 static inline void temp_path(char *out, size_t size, const char *suffix)
