@@ -130,9 +130,11 @@ tm_err store_stock_get(store_repo *repo, const char *product_id,
  * The API's data shape:
  *   {"productId":…,"name":…,"price":…,"pricingBrackets":[{"quantity":…,"price":…}]}
  * Prices are written as JavaScript writes numbers (10, 9.5, 12.35): integral
- * prices become JSON integers; others JSON reals, which jansson's default
- * dump prints with 17 significant digits (12.35 → 12.349999999999999) —
- * prefer store_product_append_json when the bytes matter.
+ * prices become JSON integers (a jansson real 10 prints "10.0"); others JSON
+ * reals, which jansson 2.14's default dump prints as the shortest
+ * round-trip digits for price-like values (12.35, 0.30000000000000004) but
+ * not for tiny ones (1e-7 → 9.9999999999999995e-8) —
+ * store_product_append_json is exact for every value.
  * Caller owns the result (json_decref); NULL on allocation failure.
  */
 json_t *store_product_to_json(const store_product *p);
