@@ -122,10 +122,12 @@ static size_t utf8_chars(const char *s)
 	return n;
 }
 
+/* Control characters other than whitespace (tab, newline, carriage
+ * return: removed from the id anyway) have no place in a product name. */
 static bool has_control_chars(const char *s)
 {
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-		if (*p < 0x20 || *p == 0x7f)
+		if ((*p < 0x20 && *p != '\t' && *p != '\n' && *p != '\r') || *p == 0x7f)
 			return true;
 	return false;
 }

@@ -1,0 +1,250 @@
+/*
+ * Implementation of the test support: process control for `tracemart up`
+ * and blocking libcurl requests. Every wait here is bounded.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "support.h"
+
+void ts_tmpdir(char *out, size_t size, const char *prefix)
+{
+	const char *tmp = getenv("TMPDIR");
+	snprintf(out, size, "%s/%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", prefix);
+	if (!mkdtemp(out)) {
+		perror("mkdtemp");
+		abort();
+	}
+}
+
+void ts_tmpdir_remove(const char *dir)
+{
+	char cmd[512];
+	if (!dir[0] || strstr(dir, "'"))
+		return;
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "warning: could not remove %s\n", dir);
+}
+
+int ts_sh(const char *cmd)
+{
+	int st = system(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static const char *binary(void)
+{
+	const char *b = getenv("TM_BINARY");
+	return b && *b ? b : "./tracemart";
+}
+
+bool ts_up_start(ts_proc *p, const char *data_dir, const char *const *extra_args)
+{
+	int out[2];
+	const char *argv[64];
+	int n = 0;
+
+	memset(p, 0, sizeof *p);
+	snprintf(p->data_dir, sizeof p->data_dir, "%s", data_dir);
+	argv[n++] = binary();
+	argv[n++] = "up";
+	argv[n++] = "--listen";
+	argv[n++] = "127.0.0.1:0";
+	argv[n++] = "--data-dir";
+	argv[n++] = data_dir;
+	for (int i = 0; extra_args && extra_args[i] && n < 62; i++)
+		argv[n++] = extra_args[i];
+	argv[n] = NULL;
+	if (pipe(out))
+		return false;
+	p->pid = fork();
+	if (p->pid < 0)
+		return false;
+	if (p->pid == 0) {
+		dup2(out[1], 1);
+		close(out[0]);
+		close(out[1]);
+		execv(argv[0], (char *const *)argv);
+		perror("execv");
+		_exit(127);
+	}
+	close(out[1]);
+	p->stdout_fd = out[0];
+
+	/* Read the start-up line: "... api http://127.0.0.1:PORT ..." */
+	char line[1024];
+	size_t len = 0;
+	time_t deadline = time(NULL) + 20;
+	while (len < sizeof line - 1 && time(NULL) < deadline) {
+		ssize_t r = read(p->stdout_fd, line + len, 1);
+		if (r <= 0)
+			break;
+		if (line[len] == '\n')
+			break;
+		len++;
+	}
+	line[len] = '\0';
+	char *u = strstr(line, "api http://");
+	if (!u) {
+		fprintf(stderr, "tracemart up did not start: '%s'\n", line);
+		ts_up_kill9(p);
+		return false;
+	}
+	u += 4;
+	size_t ul = strcspn(u, " \n");
+	if (ul >= sizeof p->url)
+		ul = sizeof p->url - 1;
+	memcpy(p->url, u, ul);
+	p->url[ul] = '\0';
+	return true;
+}
+
+static int wait_child(pid_t pid, int timeout_s)
+{
+	int st;
+	for (int i = 0; i < timeout_s * 100; i++) {
+		pid_t r = waitpid(pid, &st, WNOHANG);
+		if (r == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+		if (r < 0)
+			return -1;
+		usleep(10000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	return -1;
+}
+
+int ts_up_stop(ts_proc *p)
+{
+	if (p->pid <= 0)
+		return -1;
+	kill(p->pid, SIGTERM);
+	int rc = wait_child(p->pid, 30);
+	p->pid = 0;
+	if (p->stdout_fd > 0)
+		close(p->stdout_fd);
+	p->stdout_fd = -1;
+	return rc;
+}
+
+void ts_up_kill9(ts_proc *p)
+{
+	if (p->pid > 0) {
+		kill(p->pid, SIGKILL);
+		waitpid(p->pid, NULL, 0);
+	}
+	p->pid = 0;
+	if (p->stdout_fd > 0)
+		close(p->stdout_fd);
+	p->stdout_fd = -1;
+}
+
+struct sink {
+	char *data;
+	size_t len;
+};
+
+static size_t on_data(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+	struct sink *s = arg;
+	size_t n = size * nmemb;
+	char *p = realloc(s->data, s->len + n + 1);
+	if (!p)
+		return 0;
+	memcpy(p + s->len, ptr, n);
+	s->len += n;
+	p[s->len] = '\0';
+	s->data = p;
+	return n;
+}
+
+bool ts_http(const char *method, const char *url, const char *body, size_t body_len,
+	     const char *const *headers, ts_response *out)
+{
+	struct sink b = {0}, h = {0};
+	struct curl_slist *hl = NULL;
+	CURL *c = curl_easy_init();
+	bool ok;
+
+	memset(out, 0, sizeof *out);
+	if (!c)
+		return false;
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_data);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, &h);
+	if (!strcmp(method, "HEAD"))
+		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+	if (body) {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
+				 (curl_off_t)(body_len == (size_t)-1 ? strlen(body) : body_len));
+	}
+	hl = curl_slist_append(hl, "Expect:");
+	for (int i = 0; headers && headers[i]; i++)
+		hl = curl_slist_append(hl, headers[i]);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+	CURLcode rc = curl_easy_perform(c);
+	ok = rc == CURLE_OK;
+	if (ok) {
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
+		out->body = b.data ? b.data : strdup("");
+		out->body_len = b.len;
+		out->headers = h.data ? h.data : strdup("");
+		out->json = json_loadb(out->body, out->body_len, JSON_DECODE_ANY, NULL);
+	} else {
+		fprintf(stderr, "%s %s: %s\n", method, url, curl_easy_strerror(rc));
+		free(b.data);
+		free(h.data);
+	}
+	curl_slist_free_all(hl);
+	curl_easy_cleanup(c);
+	return ok;
+}
+
+void ts_response_free(ts_response *r)
+{
+	free(r->body);
+	free(r->headers);
+	json_decref(r->json);
+	memset(r, 0, sizeof *r);
+}
+
+bool ts_response_header(const ts_response *r, const char *name, char *out, size_t size)
+{
+	size_t nl = strlen(name);
+	for (const char *line = r->headers; line && *line;) {
+		const char *end = strchr(line, '\n');
+		size_t len = end ? (size_t)(end - line) : strlen(line);
+		if (len > nl && !strncasecmp(line, name, nl) && line[nl] == ':') {
+			const char *v = line + nl + 1;
+			while (*v == ' ')
+				v++;
+			size_t vl = (size_t)(line + len - v);
+			while (vl && (v[vl - 1] == '\r' || v[vl - 1] == ' '))
+				vl--;
+			if (vl >= size)
+				vl = size - 1;
+			memcpy(out, v, vl);
+			out[vl] = '\0';
+			return true;
+		}
+		line = end ? end + 1 : NULL;
+	}
+	return false;
+}
