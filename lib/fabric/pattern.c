@@ -1,0 +1,1432 @@
+/*
+ * EventBridge event patterns: compiles a pattern into an immutable tree of
+ * flattened field paths and precomputed matchers, and matches events
+ * against it without allocating. Semantics are AWS's (event-ruler as run by
+ * EventBridge), settled by the recorded conformance data where the
+ * documentation is vague. It does not route events; the bus does.
+ */
+#include <arpa/inet.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <tracemart/fabric.h>
+
+/* ------------------------------------------------------------- structure */
+
+/* One string operand. For the ignore-case operators s is already folded. */
+struct fp_str {
+	const char *s;
+	size_t len;
+};
+
+/* A wildcard split at its unescaped '*': lead/trail say whether the value
+ * starts/ends with a star, segs are the literal runs between stars. */
+struct fp_wild {
+	struct fp_str *segs;
+	size_t nsegs;
+	bool lead, trail;
+};
+
+struct fp_num {
+	double d;
+	json_int_t i;
+	bool is_int;
+};
+
+enum fp_op {
+	OP_EXISTS,   /* any leaf value */
+	OP_STR,      /* exact string */
+	OP_NUM,      /* exact number, compared numerically */
+	OP_TRUE,
+	OP_FALSE,
+	OP_NULL,
+	OP_PREFIX,
+	OP_PREFIX_CI,
+	OP_SUFFIX,
+	OP_SUFFIX_CI,
+	OP_EQ_CI,
+	OP_WILDCARD,
+	OP_NUMERIC,
+	OP_CIDR,
+};
+
+/*
+ * One entry of a field's value array. anything-but is the same operator
+ * with negate set and possibly several operands (n > 1): it matches a value
+ * that none of the operands match, including values of another type.
+ */
+struct fp_matcher {
+	enum fp_op op;
+	bool negate;
+	size_t n;
+	union {
+		struct fp_str *strs;
+		struct fp_num *nums;
+		struct fp_wild *wilds;
+	} v;
+	double lo, hi; /* numeric */
+	bool has_lo, has_hi, lo_incl, hi_incl;
+	int family; /* cidr: AF_INET or AF_INET6 */
+	uint8_t net[16], mask[16];
+};
+
+/* A field: its full dotted path from the event root and its value array. */
+struct fp_leaf {
+	const char *path;
+	size_t path_len;
+	struct fp_matcher *m;
+	size_t nm;
+	bool absent_ok; /* has {"exists": false} */
+};
+
+struct fp_and;
+
+/* An AND member: a field, or an $or of alternatives. */
+struct fp_item {
+	struct fp_leaf *leaf;
+	struct fp_and **alts;
+	size_t nalts;
+};
+
+struct fp_and {
+	struct fp_item *items;
+	size_t n;
+};
+
+/* Everything compiled lives in one arena, freed at once. */
+struct arena_block {
+	struct arena_block *next;
+	size_t used, size;
+	max_align_t data[];
+};
+
+struct fabric_pattern {
+	struct fp_and *root;
+	struct arena_block *blocks;
+};
+
+static void *arena_alloc(fabric_pattern *p, size_t n)
+{
+	struct arena_block *b = p->blocks;
+	size_t align = sizeof(max_align_t);
+
+	n = (n + align - 1) / align * align;
+	if (!n)
+		n = align;
+	if (!b || b->size - b->used < n) {
+		size_t size = n > 8192 ? n : 8192;
+		b = malloc(sizeof(*b) + size);
+		if (!b)
+			return NULL;
+		b->size = size;
+		b->used = 0;
+		b->next = p->blocks;
+		p->blocks = b;
+	}
+	void *r = (char *)b->data + b->used;
+	b->used += n;
+	memset(r, 0, n);
+	return r;
+}
+
+void fabric_pattern_free(fabric_pattern *p)
+{
+	if (!p)
+		return;
+	while (p->blocks) {
+		struct arena_block *next = p->blocks->next;
+		free(p->blocks);
+		p->blocks = next;
+	}
+	free(p);
+}
+
+/* ---------------------------------------------------------- case folding */
+
+/*
+ * Simple case folding for ASCII, Latin-1, Latin Extended-A, Greek and
+ * Cyrillic. Every mapping keeps the UTF-8 length of the character, which
+ * is what lets suffix-ignore-case compare from the end without folding the
+ * event value into a buffer. Other scripts compare exactly.
+ */
+static uint32_t fold_cp(uint32_t c)
+{
+	if (c < 0x80)
+		return (c >= 'A' && c <= 'Z') ? c + 32 : c;
+	if (c >= 0xC0 && c <= 0xDE && c != 0xD7)
+		return c + 32;
+	if (c >= 0x100 && c <= 0x17F) {
+		if (c == 0x130 || c == 0x131 || c == 0x138 || c == 0x149 ||
+		    c == 0x17F)
+			return c;
+		if (c == 0x178)
+			return 0xFF;
+		if ((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17E))
+			return (c & 1) ? c + 1 : c;
+		return (c & 1) ? c : c + 1;
+	}
+	if (c >= 0x391 && c <= 0x3A9 && c != 0x3A2)
+		return c + 32;
+	if (c >= 0x410 && c <= 0x42F)
+		return c + 32;
+	if (c >= 0x400 && c <= 0x40F)
+		return c + 80;
+	return c;
+}
+
+/* Decodes one UTF-8 character of at most avail bytes; returns its length
+ * (0 when truncated). jansson only hands us valid UTF-8. */
+static size_t utf8_dec(const unsigned char *s, size_t avail, uint32_t *cp)
+{
+	size_t n;
+
+	if (!avail)
+		return 0;
+	if (s[0] < 0x80) {
+		*cp = s[0];
+		return 1;
+	}
+	if ((s[0] & 0xE0) == 0xC0) {
+		n = 2;
+		*cp = s[0] & 0x1F;
+	} else if ((s[0] & 0xF0) == 0xE0) {
+		n = 3;
+		*cp = s[0] & 0x0F;
+	} else {
+		n = 4;
+		*cp = s[0] & 0x07;
+	}
+	if (n > avail)
+		return 0;
+	for (size_t i = 1; i < n; i++)
+		*cp = (*cp << 6) | (s[i] & 0x3F);
+	return n;
+}
+
+static size_t utf8_enc(uint32_t c, char *out)
+{
+	if (c < 0x80) {
+		out[0] = (char)c;
+		return 1;
+	}
+	if (c < 0x800) {
+		out[0] = (char)(0xC0 | (c >> 6));
+		out[1] = (char)(0x80 | (c & 0x3F));
+		return 2;
+	}
+	if (c < 0x10000) {
+		out[0] = (char)(0xE0 | (c >> 12));
+		out[1] = (char)(0x80 | ((c >> 6) & 0x3F));
+		out[2] = (char)(0x80 | (c & 0x3F));
+		return 3;
+	}
+	out[0] = (char)(0xF0 | (c >> 18));
+	out[1] = (char)(0x80 | ((c >> 12) & 0x3F));
+	out[2] = (char)(0x80 | ((c >> 6) & 0x3F));
+	out[3] = (char)(0x80 | (c & 0x3F));
+	return 4;
+}
+
+/* Compares n bytes of an event string with an already folded operand. */
+static bool ci_equal(const char *ev, const char *folded, size_t n)
+{
+	const unsigned char *a = (const unsigned char *)ev;
+	const unsigned char *b = (const unsigned char *)folded;
+	size_t i = 0;
+
+	while (i < n) {
+		uint32_t ca, cb;
+		size_t la = utf8_dec(a + i, n - i, &ca);
+		size_t lb = utf8_dec(b + i, n - i, &cb);
+		if (!la || la != lb || fold_cp(ca) != cb)
+			return false;
+		i += la;
+	}
+	return true;
+}
+
+/* ------------------------------------------------------------- matching */
+
+/* Arrays whose elements a partial match has descended into, with the
+ * element chosen: event-ruler's array consistency. */
+#define FP_MAX_BINDINGS 64
+
+struct binding {
+	const json_t *array;
+	size_t index;
+};
+
+struct match_ctx {
+	const json_t *event;
+	struct binding b[FP_MAX_BINDINGS];
+	size_t nb;
+};
+
+/* A continuation: the items of node from idx on, then next. */
+struct cont {
+	const struct fp_and *node;
+	size_t idx;
+	const struct cont *next;
+};
+
+static bool solve(struct match_ctx *c, const struct cont *k);
+
+static bool num_equal(const struct fp_num *n, const json_t *v)
+{
+	if (json_is_integer(v) && n->is_int)
+		return json_integer_value(v) == n->i;
+	return json_number_value(v) == n->d;
+}
+
+static bool wild_match(const struct fp_wild *w, const char *s, size_t len)
+{
+	size_t pos = 0, first = 0, last = w->nsegs;
+
+	if (!w->lead && !w->trail && w->nsegs == 1)
+		return len == w->segs[0].len && !memcmp(s, w->segs[0].s, len);
+	if (!w->lead) {
+		const struct fp_str *g = &w->segs[0];
+		if (len < g->len || memcmp(s, g->s, g->len))
+			return false;
+		pos = g->len;
+		first = 1;
+	}
+	if (!w->trail && last > first) {
+		const struct fp_str *g = &w->segs[last - 1];
+		if (len - pos < g->len || memcmp(s + len - g->len, g->s, g->len))
+			return false;
+		len -= g->len;
+		last--;
+	}
+	/* Middle runs: leftmost occurrence in order is always a valid choice. */
+	for (size_t i = first; i < last; i++) {
+		const struct fp_str *g = &w->segs[i];
+		const char *hit = memmem(s + pos, len - pos, g->s, g->len);
+		if (!hit)
+			return false;
+		pos = (size_t)(hit - s) + g->len;
+	}
+	return true;
+}
+
+static bool cidr_match(const struct fp_matcher *m, const char *s, size_t len)
+{
+	uint8_t addr[16];
+	char tmp[64];
+
+	if (len == 0 || len >= sizeof tmp)
+		return false;
+	memcpy(tmp, s, len);
+	tmp[len] = '\0';
+	if (inet_pton(m->family, tmp, addr) != 1)
+		return false;
+	for (int i = 0; i < (m->family == AF_INET ? 4 : 16); i++)
+		if ((addr[i] & m->mask[i]) != m->net[i])
+			return false;
+	return true;
+}
+
+/* Does operand i of m match value v (ignoring negate)? */
+static bool operand_match(const struct fp_matcher *m, size_t i, const json_t *v)
+{
+	const char *s;
+	size_t len;
+
+	switch (m->op) {
+	case OP_EXISTS:
+		return true;
+	case OP_NUM:
+		return json_is_number(v) && num_equal(&m->v.nums[i], v);
+	case OP_TRUE:
+		return json_is_true(v);
+	case OP_FALSE:
+		return json_is_false(v);
+	case OP_NULL:
+		return json_is_null(v);
+	case OP_NUMERIC: {
+		if (!json_is_number(v))
+			return false;
+		double d = json_number_value(v);
+		if (m->has_lo && (m->lo_incl ? d < m->lo : d <= m->lo))
+			return false;
+		if (m->has_hi && (m->hi_incl ? d > m->hi : d >= m->hi))
+			return false;
+		return true;
+	}
+	default:
+		break;
+	}
+	if (!json_is_string(v))
+		return false;
+	s = json_string_value(v);
+	len = json_string_length(v);
+	const struct fp_str *o = m->op == OP_WILDCARD || m->op == OP_CIDR ? NULL : &m->v.strs[i];
+	switch (m->op) {
+	case OP_STR:
+		return len == o->len && !memcmp(s, o->s, len);
+	case OP_PREFIX:
+		return len >= o->len && !memcmp(s, o->s, o->len);
+	case OP_SUFFIX:
+		return len >= o->len && !memcmp(s + len - o->len, o->s, o->len);
+	case OP_EQ_CI:
+		return len == o->len && ci_equal(s, o->s, len);
+	case OP_PREFIX_CI:
+		return len >= o->len && ci_equal(s, o->s, o->len);
+	case OP_SUFFIX_CI:
+		if (len < o->len)
+			return false;
+		/* Must start on a character boundary. */
+		if (o->len && ((unsigned char)s[len - o->len] & 0xC0) == 0x80)
+			return false;
+		return ci_equal(s + len - o->len, o->s, o->len);
+	case OP_WILDCARD:
+		return wild_match(&m->v.wilds[i], s, len);
+	case OP_CIDR:
+		return cidr_match(m, s, len);
+	default:
+		return false;
+	}
+}
+
+static bool matcher_match(const struct fp_matcher *m, const json_t *v)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (operand_match(m, i, v))
+			return !m->negate;
+	return m->negate;
+}
+
+enum walk_mode {
+	WALK_MATCH, /* a value matching the leaf, then the continuation */
+	WALK_ANY,   /* any leaf value at all, bindings ignored */
+};
+
+struct walk {
+	struct match_ctx *c;
+	const struct fp_leaf *leaf;
+	const struct cont *rest;
+	enum walk_mode mode;
+};
+
+static bool emit(struct walk *w, const json_t *v)
+{
+	if (w->mode == WALK_ANY)
+		return true;
+	for (size_t i = 0; i < w->leaf->nm; i++)
+		if (matcher_match(&w->leaf->m[i], v))
+			return solve(w->c, w->rest);
+	return false;
+}
+
+static bool walk(struct walk *w, const json_t *v, const char *rem, size_t remlen);
+
+/* Descends into element i of array a, honouring and recording the choice
+ * of element so that fields matched together come from the same one. */
+static bool walk_element(struct walk *w, const json_t *a, size_t i,
+			 const char *rem, size_t remlen)
+{
+	struct match_ctx *c = w->c;
+	bool pushed = false, r;
+
+	if (w->mode == WALK_MATCH) {
+		for (size_t j = 0; j < c->nb; j++) {
+			if (c->b[j].array == a) {
+				if (c->b[j].index != i)
+					return false;
+				return walk(w, json_array_get(a, i), rem, remlen);
+			}
+		}
+		if (c->nb < FP_MAX_BINDINGS) {
+			c->b[c->nb].array = a;
+			c->b[c->nb].index = i;
+			c->nb++;
+			pushed = true;
+		}
+	}
+	r = walk(w, json_array_get(a, i), rem, remlen);
+	if (pushed)
+		c->nb--;
+	return r;
+}
+
+/*
+ * Finds the leaf values at the dotted path rem below v. Keys may themselves
+ * contain dots (event-ruler joins key segments with '.', so "a.b" and
+ * a -> b are the same field), so every dot is tried as a split point.
+ * Arrays are transparent: their elements stand for the field itself.
+ */
+static bool walk(struct walk *w, const json_t *v, const char *rem, size_t remlen)
+{
+	if (json_is_array(v)) {
+		size_t n = json_array_size(v);
+		for (size_t i = 0; i < n; i++) {
+			const json_t *e = json_array_get(v, i);
+			if (remlen == 0) {
+				if (json_is_array(e)) {
+					if (walk(w, e, rem, 0))
+						return true;
+				} else if (!json_is_object(e) && emit(w, e)) {
+					return true;
+				}
+			} else if (json_is_object(e) || json_is_array(e)) {
+				if (walk_element(w, v, i, rem, remlen))
+					return true;
+			}
+		}
+		return false;
+	}
+	if (remlen == 0)
+		return !json_is_object(v) && emit(w, v);
+	if (!json_is_object(v))
+		return false;
+	const json_t *x = json_object_getn(v, rem, remlen);
+	if (x && walk(w, x, rem + remlen, 0))
+		return true;
+	for (size_t j = 0; j < remlen; j++) {
+		if (rem[j] != '.')
+			continue;
+		x = json_object_getn(v, rem, j);
+		if (x && walk(w, x, rem + j + 1, remlen - j - 1))
+			return true;
+	}
+	return false;
+}
+
+static bool solve(struct match_ctx *c, const struct cont *k)
+{
+	while (k && k->idx == k->node->n)
+		k = k->next;
+	if (!k)
+		return true;
+
+	const struct fp_item *it = &k->node->items[k->idx];
+	struct cont rest = {k->node, k->idx + 1, k->next};
+
+	if (!it->leaf) {
+		for (size_t i = 0; i < it->nalts; i++) {
+			struct cont sub = {it->alts[i], 0, &rest};
+			if (solve(c, &sub))
+				return true;
+		}
+		return false;
+	}
+
+	const struct fp_leaf *leaf = it->leaf;
+	struct walk w = {c, leaf, &rest, WALK_MATCH};
+	if (leaf->nm && walk(&w, c->event, leaf->path, leaf->path_len))
+		return true;
+	if (leaf->absent_ok) {
+		/* event-ruler tests absence over the whole event, not per
+		 * array element. */
+		w.mode = WALK_ANY;
+		if (!walk(&w, c->event, leaf->path, leaf->path_len))
+			return solve(c, &rest);
+	}
+	return false;
+}
+
+bool fabric_pattern_match(const fabric_pattern *p, const json_t *event)
+{
+	struct match_ctx c;
+	struct cont k;
+
+	if (!p || !json_is_object(event))
+		return false;
+	c.event = event;
+	c.nb = 0;
+	k.node = p->root;
+	k.idx = 0;
+	k.next = NULL;
+	return solve(&c, &k);
+}
+
+/* ------------------------------------------------------------ compiling */
+
+struct compiler {
+	fabric_pattern *p;
+	char *errmsg;
+	size_t errsize;
+	tm_err err;
+	size_t nleaves;
+};
+
+static bool fail(struct compiler *cc, tm_err err, const char *path,
+		 const char *fmt, ...) TM_PRINTF(4, 5);
+
+static bool fail(struct compiler *cc, tm_err err, const char *path,
+		 const char *fmt, ...)
+{
+	va_list ap;
+	int n = 0;
+
+	cc->err = err;
+	if (!cc->errmsg || !cc->errsize)
+		return false;
+	if (path && *path)
+		n = snprintf(cc->errmsg, cc->errsize, "\"%s\": ", path);
+	if (n < 0 || (size_t)n >= cc->errsize)
+		return false;
+	va_start(ap, fmt);
+	vsnprintf(cc->errmsg + n, cc->errsize - (size_t)n, fmt, ap);
+	va_end(ap);
+	return false;
+}
+
+static bool oom(struct compiler *cc)
+{
+	return fail(cc, TM_ERR_NOMEM, NULL, "out of memory");
+}
+
+static const char *json_type_name(const json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_OBJECT:
+		return "an object";
+	case JSON_ARRAY:
+		return "an array";
+	case JSON_STRING:
+		return "a string";
+	case JSON_INTEGER:
+	case JSON_REAL:
+		return "a number";
+	case JSON_TRUE:
+	case JSON_FALSE:
+		return "a boolean";
+	default:
+		return "null";
+	}
+}
+
+static const char *const reserved_words[] = {
+	"prefix", "suffix", "equals-ignore-case", "wildcard", "anything-but",
+	"numeric", "exists", "cidr",
+};
+
+static bool is_operator(const char *k)
+{
+	for (size_t i = 0; i < TM_ARRAY_LEN(reserved_words); i++)
+		if (!strcmp(k, reserved_words[i]))
+			return true;
+	return false;
+}
+
+/*
+ * event-ruler reads "$or" as an OR only when its value is an array of at
+ * least two objects none of whose keys is an operator; anything else keeps
+ * "$or" an ordinary field name (for backward compatibility).
+ */
+static bool is_or(const char *key, const json_t *v)
+{
+	const char *k;
+	json_t *m;
+	size_t i;
+	json_t *e;
+
+	if (strcmp(key, "$or") || !json_is_array(v) || json_array_size(v) < 2)
+		return false;
+	json_array_foreach(v, i, e) {
+		if (!json_is_object(e))
+			return false;
+		json_object_foreach(e, k, m)
+			if (is_operator(k))
+				return false;
+	}
+	return true;
+}
+
+/* AND items an object contributes (nested objects merge into the parent:
+ * paths are absolute). */
+static size_t count_items(const json_t *obj)
+{
+	const char *k;
+	json_t *v;
+	size_t n = 0;
+
+	json_object_foreach((json_t *)obj, k, v) {
+		if (json_is_object(v) && !is_or(k, v))
+			n += count_items(v);
+		else
+			n++;
+	}
+	return n;
+}
+
+static char *dup_str(struct compiler *cc, const char *s, size_t len)
+{
+	char *d = arena_alloc(cc->p, len + 1);
+	if (!d)
+		return NULL;
+	memcpy(d, s, len);
+	d[len] = '\0';
+	return d;
+}
+
+/* Folded copy; *out_len is its length (folding keeps byte lengths). */
+static char *fold_str(struct compiler *cc, const char *s, size_t len,
+		      size_t *out_len /* OUT */)
+{
+	char *d = arena_alloc(cc->p, len + 1);
+	size_t i = 0, o = 0;
+
+	if (!d)
+		return NULL;
+	while (i < len) {
+		uint32_t cp;
+		size_t l = utf8_dec((const unsigned char *)s + i, len - i, &cp);
+		if (!l)
+			break;
+		o += utf8_enc(fold_cp(cp), d + o);
+		i += l;
+	}
+	d[o] = '\0';
+	*out_len = o;
+	return d;
+}
+
+/* ---- wildcard */
+
+#define WC_STAR 256
+
+/*
+ * Wildcard complexity as event-ruler's MachineComplexityEvaluator sees a
+ * single value: the byte machine over '"' value '"' where each '*' is a
+ * state looping on every byte; the worst input's simultaneously live
+ * states, plus the star states reachable from them by any byte, count.
+ * Live sets are explored exhaustively (they stay small: anything reaching
+ * the limit stops the search).
+ */
+#define WC_MAX_SETS 4096
+
+struct wc_set {
+	uint16_t s[FABRIC_WILDCARD_MAX_COMPLEXITY];
+	uint8_t n;
+};
+
+static void wc_add(struct wc_set *x, uint16_t v, bool *overflow)
+{
+	size_t i = 0;
+
+	while (i < x->n && x->s[i] < v)
+		i++;
+	if (i < x->n && x->s[i] == v)
+		return;
+	if (x->n == FABRIC_WILDCARD_MAX_COMPLEXITY) {
+		*overflow = true;
+		return;
+	}
+	memmove(&x->s[i + 1], &x->s[i], (x->n - i) * sizeof x->s[0]);
+	x->s[i] = v;
+	x->n++;
+}
+
+static bool wc_has(const struct wc_set *x, uint16_t v)
+{
+	for (size_t i = 0; i < x->n; i++)
+		if (x->s[i] == v)
+			return true;
+	return false;
+}
+
+/* Returns the complexity, capped at FABRIC_WILDCARD_MAX_COMPLEXITY. */
+static int wildcard_complexity(const int *tok, size_t T)
+{
+	const int cap = FABRIC_WILDCARD_MAX_COMPLEXITY;
+	bool seen_byte[257] = {false};
+	int alphabet[257];
+	size_t na = 0;
+	struct wc_set *sets;
+	size_t nsets = 1, head = 0;
+	int worst = 0;
+
+	for (size_t i = 0; i < T; i++)
+		if (tok[i] != WC_STAR && !seen_byte[tok[i]]) {
+			seen_byte[tok[i]] = true;
+			alphabet[na++] = tok[i];
+		}
+	alphabet[na++] = -1; /* any byte the value never names */
+	sets = calloc(WC_MAX_SETS, sizeof *sets);
+	if (!sets)
+		return cap;
+	sets[0].n = 1;
+	sets[0].s[0] = 0;
+	while (head < nsets) {
+		struct wc_set cur = sets[head++];
+		for (size_t a = 0; a < na; a++) {
+			struct wc_set nx = {{0}, 0};
+			bool overflow = false;
+			int b = alphabet[a];
+			for (size_t j = 0; j < cur.n; j++) {
+				uint16_t s = cur.s[j];
+				if (s >= 1 && tok[s - 1] == WC_STAR)
+					wc_add(&nx, s, &overflow);
+				if (s == T)
+					continue;
+				if (tok[s] == WC_STAR) {
+					wc_add(&nx, s + 1, &overflow);
+					if ((size_t)s + 1 < T && tok[s + 1] == b)
+						wc_add(&nx, s + 2, &overflow);
+				} else if (tok[s] == b) {
+					wc_add(&nx, s + 1, &overflow);
+				}
+			}
+			if (overflow) {
+				worst = cap;
+				goto out;
+			}
+			if (!nx.n)
+				continue;
+			int cx = nx.n;
+			for (size_t j = 0; j < nx.n; j++) {
+				uint16_t s = nx.s[j];
+				if (s < T && tok[s] == WC_STAR && !wc_has(&nx, s + 1))
+					cx++;
+			}
+			if (cx >= cap) {
+				worst = cap;
+				goto out;
+			}
+			if (cx > worst)
+				worst = cx;
+			bool known = false;
+			for (size_t j = 0; j < nsets && !known; j++)
+				known = sets[j].n == nx.n &&
+					!memcmp(sets[j].s, nx.s, nx.n * sizeof nx.s[0]);
+			if (known)
+				continue;
+			if (nsets == WC_MAX_SETS) {
+				worst = cap;
+				goto out;
+			}
+			sets[nsets++] = nx;
+		}
+	}
+out:
+	free(sets);
+	return worst;
+}
+
+/*
+ * Parses a wildcard value: '*' matches any run of characters, "\*" is a
+ * literal star and "\\" a literal backslash; any other escape, and two
+ * unescaped stars in a row, are invalid (event-ruler's rules).
+ */
+static bool compile_wildcard(struct compiler *cc, const char *path,
+			     const json_t *v, struct fp_wild *out)
+{
+	const char *s = json_string_value(v);
+	size_t len = json_string_length(v);
+	char *lit;
+	int *tok;
+	size_t ntok = 0, nstars = 0, litlen = 0;
+	bool ok = false;
+
+	if (!json_is_string(v))
+		return fail(cc, TM_ERR_INVALID, path,
+			    "wildcard expects a string, not %s", json_type_name(v));
+	tok = malloc((len + 2) * sizeof *tok);
+	lit = arena_alloc(cc->p, len + 1);
+	if (!tok || !lit) {
+		free(tok);
+		return oom(cc);
+	}
+	tok[ntok++] = '"';
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '\\') {
+			if (i + 1 >= len || (s[i + 1] != '*' && s[i + 1] != '\\')) {
+				fail(cc, TM_ERR_INVALID, path,
+				     "wildcard has an invalid escape at position %zu "
+				     "(only \\* and \\\\ are allowed)", i);
+				goto out;
+			}
+			i++;
+			tok[ntok++] = (unsigned char)s[i];
+		} else if (s[i] == '*') {
+			if (ntok > 0 && tok[ntok - 1] == WC_STAR) {
+				fail(cc, TM_ERR_INVALID, path,
+				     "wildcard has consecutive wildcard characters at position %zu", i);
+				goto out;
+			}
+			tok[ntok++] = WC_STAR;
+			nstars++;
+		} else {
+			tok[ntok++] = (unsigned char)s[i];
+		}
+	}
+	tok[ntok++] = '"';
+
+	out->segs = arena_alloc(cc->p, (nstars + 1) * sizeof *out->segs);
+	if (!out->segs) {
+		oom(cc);
+		goto out;
+	}
+	out->lead = ntok > 2 && tok[1] == WC_STAR;
+	out->trail = ntok > 2 && tok[ntok - 2] == WC_STAR;
+	out->nsegs = 0;
+	size_t start = 0;
+	for (size_t i = 1; i + 1 < ntok; i++) {
+		if (tok[i] == WC_STAR) {
+			if (litlen > start) {
+				out->segs[out->nsegs].s = lit + start;
+				out->segs[out->nsegs].len = litlen - start;
+				out->nsegs++;
+			}
+			start = litlen;
+		} else {
+			lit[litlen++] = (char)tok[i];
+		}
+	}
+	if (litlen > start || out->nsegs == 0) {
+		out->segs[out->nsegs].s = lit + start;
+		out->segs[out->nsegs].len = litlen - start;
+		out->nsegs++;
+	}
+	if (nstars && wildcard_complexity(tok, ntok) >= FABRIC_WILDCARD_MAX_COMPLEXITY) {
+		fail(cc, TM_ERR_LIMIT, path,
+		     "wildcard rule is too complex - try using fewer wildcard "
+		     "characters or fewer repeating character sequences after a "
+		     "wildcard character (complexity limit %d)",
+		     FABRIC_WILDCARD_MAX_COMPLEXITY);
+		goto out;
+	}
+	ok = true;
+out:
+	free(tok);
+	return ok;
+}
+
+/* ---- operators */
+
+static bool parse_cidr(struct compiler *cc, const char *path, const json_t *v,
+		       struct fp_matcher *m)
+{
+	const char *s = json_string_value(v);
+	const char *slash;
+	char addr[64];
+	size_t alen;
+	unsigned long bits;
+	char *end;
+	int nbytes;
+
+	if (!json_is_string(v))
+		return fail(cc, TM_ERR_INVALID, path,
+			    "cidr expects a string, not %s", json_type_name(v));
+	slash = strchr(s, '/');
+	alen = slash ? (size_t)(slash - s) : 0;
+	if (!slash || strchr(slash + 1, '/') || alen == 0 || alen >= sizeof addr ||
+	    !slash[1] || slash[1] < '0' || slash[1] > '9')
+		goto bad;
+	memcpy(addr, s, alen);
+	addr[alen] = '\0';
+	bits = strtoul(slash + 1, &end, 10);
+	if (*end)
+		goto bad;
+	if (inet_pton(AF_INET, addr, m->net) == 1) {
+		m->family = AF_INET;
+		nbytes = 4;
+		if (bits > 32)
+			goto bad;
+	} else if (inet_pton(AF_INET6, addr, m->net) == 1) {
+		m->family = AF_INET6;
+		nbytes = 16;
+		if (bits > 128)
+			goto bad;
+	} else {
+		goto bad;
+	}
+	for (int i = 0; i < nbytes; i++) {
+		unsigned long b = bits > (unsigned long)i * 8 ? bits - (unsigned long)i * 8 : 0;
+		m->mask[i] = b >= 8 ? 0xFF : (uint8_t)(0xFF << (8 - b));
+		m->net[i] &= m->mask[i];
+	}
+	m->op = OP_CIDR;
+	m->n = 1;
+	return true;
+bad:
+	return fail(cc, TM_ERR_INVALID, path,
+		    "cidr \"%s\" is not an IPv4 or IPv6 CIDR block (address/prefix-length)", s);
+}
+
+static bool parse_numeric(struct compiler *cc, const char *path, const json_t *v,
+			  struct fp_matcher *m)
+{
+	size_t n = json_array_size(v);
+
+	if (!json_is_array(v))
+		return fail(cc, TM_ERR_INVALID, path,
+			    "numeric expects an array like [\">\", 0, \"<=\", 5], not %s",
+			    json_type_name(v));
+	if (n == 0 || n % 2)
+		return fail(cc, TM_ERR_INVALID, path,
+			    "numeric expects operator/number pairs, got %zu element%s",
+			    n, n == 1 ? "" : "s");
+	m->op = OP_NUMERIC;
+	m->n = 1;
+	for (size_t i = 0; i < n; i += 2) {
+		const json_t *o = json_array_get(v, i);
+		const json_t *x = json_array_get(v, i + 1);
+		const char *op = json_string_value(o);
+		if (!op || (strcmp(op, "<") && strcmp(op, "<=") && strcmp(op, ">") &&
+			    strcmp(op, ">=") && strcmp(op, "=")))
+			return fail(cc, TM_ERR_INVALID, path,
+				    "numeric has an unknown operator at position %zu "
+				    "(expected one of = < <= > >=)", i);
+		if (!json_is_number(x))
+			return fail(cc, TM_ERR_INVALID, path,
+				    "numeric operator \"%s\" expects a number, not %s",
+				    op, json_type_name(x));
+		double d = json_number_value(x);
+		if (!strcmp(op, "=")) {
+			if (n != 2)
+				return fail(cc, TM_ERR_INVALID, path,
+					    "numeric \"=\" cannot be combined with other operators");
+			m->has_lo = m->has_hi = true;
+			m->lo_incl = m->hi_incl = true;
+			m->lo = m->hi = d;
+		} else if (op[0] == '>') {
+			if (m->has_lo)
+				return fail(cc, TM_ERR_INVALID, path,
+					    "numeric has two lower bounds");
+			m->has_lo = true;
+			m->lo_incl = op[1] == '=';
+			m->lo = d;
+		} else {
+			if (m->has_hi)
+				return fail(cc, TM_ERR_INVALID, path,
+					    "numeric has two upper bounds");
+			m->has_hi = true;
+			m->hi_incl = op[1] == '=';
+			m->hi = d;
+		}
+	}
+	if (m->has_lo && m->has_hi && (m->lo > m->hi ||
+				       (m->lo == m->hi && !(m->lo_incl && m->hi_incl))))
+		return fail(cc, TM_ERR_INVALID, path,
+			    "numeric range is empty (bottom must be less than top)");
+	return true;
+}
+
+/* A string operand: folded for the ignore-case operators. */
+static bool set_strs(struct compiler *cc, struct fp_matcher *m, const json_t *const *vals,
+		     size_t n, bool fold)
+{
+	m->v.strs = arena_alloc(cc->p, n * sizeof *m->v.strs);
+	if (!m->v.strs)
+		return oom(cc);
+	for (size_t i = 0; i < n; i++) {
+		const char *s = json_string_value(vals[i]);
+		size_t len = json_string_length(vals[i]);
+		char *d = fold ? fold_str(cc, s, len, &len) : dup_str(cc, s, len);
+		if (!d)
+			return oom(cc);
+		m->v.strs[i].s = d;
+		m->v.strs[i].len = len;
+	}
+	m->n = n;
+	return true;
+}
+
+/* prefix / suffix: a string, or {"equals-ignore-case": string}. */
+static bool parse_affix(struct compiler *cc, const char *path, const char *name,
+			const json_t *v, struct fp_matcher *m, enum fp_op exact,
+			enum fp_op ci)
+{
+	if (json_is_object(v)) {
+		const json_t *x = json_object_get(v, "equals-ignore-case");
+		if (json_object_size(v) != 1 || !x)
+			return fail(cc, TM_ERR_INVALID, path,
+				    "%s accepts a string or {\"equals-ignore-case\": string}", name);
+		if (!json_is_string(x))
+			return fail(cc, TM_ERR_INVALID, path,
+				    "%s equals-ignore-case expects a string, not %s",
+				    name, json_type_name(x));
+		m->op = ci;
+		return set_strs(cc, m, &x, 1, true);
+	}
+	if (!json_is_string(v))
+		return fail(cc, TM_ERR_INVALID, path,
+			    "%s expects a string, not %s", name, json_type_name(v));
+	m->op = exact;
+	return set_strs(cc, m, &v, 1, false);
+}
+
+/* Operands of an anything-but: one value or a non-empty array of them,
+ * returned as an array either way. */
+static bool operand_list(struct compiler *cc, const char *path, const char *what,
+			 const json_t *v, const json_t ***out, size_t *n)
+{
+	*n = json_is_array(v) ? json_array_size(v) : 1;
+	if (*n == 0)
+		return fail(cc, TM_ERR_INVALID, path, "%s list must not be empty", what);
+	*out = (const json_t **)arena_alloc(cc->p, *n * sizeof **out);
+	if (!*out)
+		return oom(cc);
+	if (!json_is_array(v))
+		(*out)[0] = v;
+	else
+		for (size_t i = 0; i < *n; i++)
+			(*out)[i] = json_array_get(v, i);
+	return true;
+}
+
+static bool parse_anything_but(struct compiler *cc, const char *path,
+			       const json_t *v, struct fp_matcher *m)
+{
+	const json_t **vals;
+	size_t n;
+
+	m->negate = true;
+	if (json_is_object(v)) {
+		const char *k;
+		const json_t *x;
+		if (json_object_size(v) != 1)
+			return fail(cc, TM_ERR_INVALID, path,
+				    "anything-but object must have exactly one of "
+				    "prefix, suffix, equals-ignore-case, wildcard");
+		void *iter = json_object_iter((json_t *)v);
+		k = json_object_iter_key(iter);
+		x = json_object_iter_value(iter);
+		bool is_prefix = !strcmp(k, "prefix"), is_suffix = !strcmp(k, "suffix");
+		bool is_ci = !strcmp(k, "equals-ignore-case"), is_wc = !strcmp(k, "wildcard");
+		if (!is_prefix && !is_suffix && !is_ci && !is_wc)
+			return fail(cc, TM_ERR_INVALID, path,
+				    "unsupported anything-but operator \"%s\" (expected prefix, "
+				    "suffix, equals-ignore-case or wildcard)", k);
+		if (!json_is_string(x) && !json_is_array(x))
+			return fail(cc, TM_ERR_INVALID, path,
+				    "anything-but %s expects a string or a list of strings, not %s",
+				    k, json_type_name(x));
+		if (!operand_list(cc, path, "anything-but", x, &vals, &n))
+			return false;
+		for (size_t i = 0; i < n; i++) {
+			if (!json_is_string(vals[i]))
+				return fail(cc, TM_ERR_INVALID, path,
+					    "anything-but %s expects strings, not %s",
+					    k, json_type_name(vals[i]));
+			if ((is_prefix || is_suffix) && json_string_length(vals[i]) == 0)
+				return fail(cc, TM_ERR_INVALID, path,
+					    "anything-but %s must not be empty", k);
+		}
+		if (is_wc) {
+			m->op = OP_WILDCARD;
+			m->v.wilds = arena_alloc(cc->p, n * sizeof *m->v.wilds);
+			if (!m->v.wilds)
+				return oom(cc);
+			for (size_t i = 0; i < n; i++)
+				if (!compile_wildcard(cc, path, vals[i], &m->v.wilds[i]))
+					return false;
+			m->n = n;
+			return true;
+		}
+		m->op = is_prefix ? OP_PREFIX : is_suffix ? OP_SUFFIX : OP_EQ_CI;
+		return set_strs(cc, m, vals, n, is_ci);
+	}
+	if (!json_is_string(v) && !json_is_number(v) && !json_is_array(v))
+		return fail(cc, TM_ERR_INVALID, path,
+			    "anything-but expects a string, a number, a list of either "
+			    "or an object, not %s", json_type_name(v));
+	if (!operand_list(cc, path, "anything-but", v, &vals, &n))
+		return false;
+	bool strings = json_is_string(vals[0]);
+	for (size_t i = 0; i < n; i++) {
+		if (json_is_string(vals[i]) != strings ||
+		    (!strings && !json_is_number(vals[i])))
+			return fail(cc, TM_ERR_INVALID, path,
+				    "anything-but list must hold only strings or only numbers "
+				    "(element %zu is %s)", i, json_type_name(vals[i]));
+	}
+	if (strings) {
+		m->op = OP_STR;
+		return set_strs(cc, m, vals, n, false);
+	}
+	m->op = OP_NUM;
+	m->v.nums = arena_alloc(cc->p, n * sizeof *m->v.nums);
+	if (!m->v.nums)
+		return oom(cc);
+	for (size_t i = 0; i < n; i++) {
+		m->v.nums[i].d = json_number_value(vals[i]);
+		m->v.nums[i].is_int = json_is_integer(vals[i]);
+		m->v.nums[i].i = json_is_integer(vals[i]) ? json_integer_value(vals[i]) : 0;
+	}
+	m->n = n;
+	return true;
+}
+
+/* One element of a field's value array. Sets *absent for exists:false. */
+static bool parse_value(struct compiler *cc, const char *path, const json_t *v,
+			struct fp_matcher *m, bool *absent)
+{
+	const char *k;
+	const json_t *x;
+
+	m->n = 1;
+	switch (json_typeof(v)) {
+	case JSON_STRING:
+		m->op = OP_STR;
+		return set_strs(cc, m, &v, 1, false);
+	case JSON_INTEGER:
+	case JSON_REAL:
+		m->op = OP_NUM;
+		m->v.nums = arena_alloc(cc->p, sizeof *m->v.nums);
+		if (!m->v.nums)
+			return oom(cc);
+		m->v.nums->d = json_number_value(v);
+		m->v.nums->is_int = json_is_integer(v);
+		m->v.nums->i = json_is_integer(v) ? json_integer_value(v) : 0;
+		return true;
+	case JSON_TRUE:
+		m->op = OP_TRUE;
+		return true;
+	case JSON_FALSE:
+		m->op = OP_FALSE;
+		return true;
+	case JSON_NULL:
+		m->op = OP_NULL;
+		return true;
+	case JSON_ARRAY:
+		return fail(cc, TM_ERR_INVALID, path,
+			    "match values must not be nested arrays");
+	case JSON_OBJECT:
+		break;
+	}
+	if (json_object_size(v) != 1)
+		return fail(cc, TM_ERR_INVALID, path,
+			    "a match expression must have exactly one operator, found %zu",
+			    json_object_size(v));
+	void *iter = json_object_iter((json_t *)v);
+	k = json_object_iter_key(iter);
+	x = json_object_iter_value(iter);
+	if (!strcmp(k, "prefix"))
+		return parse_affix(cc, path, "prefix", x, m, OP_PREFIX, OP_PREFIX_CI);
+	if (!strcmp(k, "suffix"))
+		return parse_affix(cc, path, "suffix", x, m, OP_SUFFIX, OP_SUFFIX_CI);
+	if (!strcmp(k, "equals-ignore-case")) {
+		if (!json_is_string(x))
+			return fail(cc, TM_ERR_INVALID, path,
+				    "equals-ignore-case expects a string, not %s",
+				    json_type_name(x));
+		m->op = OP_EQ_CI;
+		return set_strs(cc, m, &x, 1, true);
+	}
+	if (!strcmp(k, "wildcard")) {
+		m->op = OP_WILDCARD;
+		m->v.wilds = arena_alloc(cc->p, sizeof *m->v.wilds);
+		if (!m->v.wilds)
+			return oom(cc);
+		return compile_wildcard(cc, path, x, m->v.wilds);
+	}
+	if (!strcmp(k, "anything-but"))
+		return parse_anything_but(cc, path, x, m);
+	if (!strcmp(k, "numeric"))
+		return parse_numeric(cc, path, x, m);
+	if (!strcmp(k, "cidr"))
+		return parse_cidr(cc, path, x, m);
+	if (!strcmp(k, "exists")) {
+		if (!json_is_boolean(x))
+			return fail(cc, TM_ERR_INVALID, path,
+				    "exists expects true or false, not %s", json_type_name(x));
+		if (json_is_false(x)) {
+			*absent = true;
+			m->n = 0; /* dropped by the caller */
+			return true;
+		}
+		m->op = OP_EXISTS;
+		return true;
+	}
+	return fail(cc, TM_ERR_INVALID, path, "unrecognized match type \"%s\"", k);
+}
+
+static bool parse_leaf(struct compiler *cc, const char *path, size_t path_len,
+		       const json_t *arr, struct fp_leaf *leaf)
+{
+	size_t n = json_array_size(arr);
+
+	if (n == 0)
+		return fail(cc, TM_ERR_INVALID, path, "match value array must not be empty");
+	if (++cc->nleaves > FABRIC_PATTERN_MAX_LEAVES)
+		return fail(cc, TM_ERR_LIMIT, path,
+			    "pattern has more than %d fields", FABRIC_PATTERN_MAX_LEAVES);
+	leaf->path = dup_str(cc, path, path_len);
+	leaf->path_len = path_len;
+	leaf->m = arena_alloc(cc->p, n * sizeof *leaf->m);
+	if (!leaf->path || !leaf->m)
+		return oom(cc);
+	for (size_t i = 0; i < n; i++) {
+		bool absent = false;
+		struct fp_matcher *m = &leaf->m[leaf->nm];
+		if (!parse_value(cc, path, json_array_get(arr, i), m, &absent))
+			return false;
+		if (absent) {
+			leaf->absent_ok = true;
+			memset(m, 0, sizeof *m);
+		} else {
+			leaf->nm++;
+		}
+	}
+	return true;
+}
+
+static bool parse_object(struct compiler *cc, const json_t *obj, tm_buf *path,
+			 int depth, struct fp_and *out);
+
+/* Appends obj's fields (nested objects flattened) to and->items. */
+static bool add_fields(struct compiler *cc, const json_t *obj, tm_buf *path,
+		       int depth, struct fp_and *and)
+{
+	const char *k;
+	json_t *v;
+	size_t saved = path->len;
+
+	if (depth > FABRIC_PATTERN_MAX_DEPTH)
+		return fail(cc, TM_ERR_LIMIT, path->data,
+			    "pattern nests deeper than %d levels", FABRIC_PATTERN_MAX_DEPTH);
+	json_object_foreach((json_t *)obj, k, v) {
+		struct fp_item *it = &and->items[and->n];
+		if (is_or(k, v)) {
+			size_t n = json_array_size(v);
+			it->alts = arena_alloc(cc->p, n * sizeof *it->alts);
+			if (!it->alts)
+				return oom(cc);
+			for (size_t i = 0; i < n; i++) {
+				it->alts[i] = arena_alloc(cc->p, sizeof *it->alts[i]);
+				if (!it->alts[i])
+					return oom(cc);
+				if (!parse_object(cc, json_array_get(v, i), path, depth + 1,
+						  it->alts[i]))
+					return false;
+			}
+			it->nalts = n;
+			and->n++;
+			continue;
+		}
+		if ((path->len && tm_buf_appendc(path, '.') != TM_OK) ||
+		    tm_buf_append(path, k, strlen(k)) != TM_OK)
+			return fail(cc, TM_ERR_LIMIT, NULL, "field path too long");
+		if (!strcmp(k, "$or") && json_is_array(v) && json_array_size(v) > 0 &&
+		    json_is_object(json_array_get(v, 0)) && json_array_size(v) < 2)
+			return fail(cc, TM_ERR_INVALID, path->data,
+				    "$or needs at least two alternatives");
+		if (json_is_object(v)) {
+			if (json_object_size(v) == 0)
+				return fail(cc, TM_ERR_INVALID, path->data,
+					    "empty objects are not allowed");
+			if (!add_fields(cc, v, path, depth + 1, and))
+				return false;
+		} else if (json_is_array(v)) {
+			it->leaf = arena_alloc(cc->p, sizeof *it->leaf);
+			if (!it->leaf)
+				return oom(cc);
+			if (!parse_leaf(cc, path->data, path->len, v, it->leaf))
+				return false;
+			and->n++;
+		} else {
+			return fail(cc, TM_ERR_INVALID, path->data,
+				    "match values must be in an array, e.g. [%s], not %s",
+				    json_is_string(v) ? "\"...\"" : "...", json_type_name(v));
+		}
+		path->len = saved;
+		path->data[saved] = '\0';
+	}
+	return true;
+}
+
+static bool parse_object(struct compiler *cc, const json_t *obj, tm_buf *path,
+			 int depth, struct fp_and *out)
+{
+	size_t n = count_items(obj);
+
+	if (n == 0)
+		return fail(cc, TM_ERR_INVALID, path->data, "empty objects are not allowed");
+	out->items = arena_alloc(cc->p, n * sizeof *out->items);
+	if (!out->items)
+		return oom(cc);
+	out->n = 0;
+	return add_fields(cc, obj, path, depth, out);
+}
+
+static int size_cb(const char *buffer, size_t size, void *data)
+{
+	(void)buffer;
+	*(size_t *)data += size;
+	return *(size_t *)data > FABRIC_PATTERN_MAX_BYTES ? -1 : 0;
+}
+
+tm_err fabric_pattern_compile_json(const json_t *pattern, fabric_pattern **out,
+				   char *errmsg, size_t errsize)
+{
+	struct compiler cc = {0};
+	tm_buf path;
+	size_t size = 0;
+
+	*out = NULL;
+	cc.errmsg = errmsg;
+	cc.errsize = errsize;
+	if (errmsg && errsize)
+		errmsg[0] = '\0';
+	if (!json_is_object(pattern)) {
+		fail(&cc, TM_ERR_INVALID, NULL, "event pattern must be a JSON object, not %s",
+		     pattern ? json_type_name(pattern) : "nothing");
+		return cc.err;
+	}
+	if (json_dump_callback(pattern, size_cb, &size, JSON_COMPACT) != 0) {
+		fail(&cc, TM_ERR_LIMIT, NULL, "event pattern is larger than %d bytes",
+		     FABRIC_PATTERN_MAX_BYTES);
+		return cc.err;
+	}
+	cc.p = calloc(1, sizeof *cc.p);
+	if (!cc.p) {
+		oom(&cc);
+		return cc.err;
+	}
+	tm_buf_init(&path, 4096);
+	if (tm_buf_appends(&path, "") != TM_OK) {
+		oom(&cc);
+		goto out;
+	}
+	cc.p->root = arena_alloc(cc.p, sizeof *cc.p->root);
+	if (!cc.p->root) {
+		oom(&cc);
+		goto out;
+	}
+	if (json_object_size(pattern) == 0) {
+		fail(&cc, TM_ERR_INVALID, NULL, "event pattern must not be empty");
+		goto out;
+	}
+	if (parse_object(&cc, pattern, &path, 1, cc.p->root)) {
+		*out = cc.p;
+		cc.p = NULL;
+		cc.err = TM_OK;
+	}
+out:
+	tm_buf_free(&path);
+	fabric_pattern_free(cc.p);
+	return cc.err;
+}
+
+tm_err fabric_pattern_compile(const char *json_text, size_t len,
+			      fabric_pattern **out, char *errmsg, size_t errsize)
+{
+	json_t *v = NULL;
+	tm_err err;
+
+	*out = NULL;
+	if (len > FABRIC_PATTERN_MAX_TEXT) {
+		if (errmsg && errsize)
+			snprintf(errmsg, errsize, "event pattern text is larger than %d bytes",
+				 FABRIC_PATTERN_MAX_TEXT);
+		return TM_ERR_LIMIT;
+	}
+	err = tm_json_parse(json_text, len, &v, errmsg, errsize);
+	if (err) {
+		if (errmsg && errsize) {
+			char tmp[256];
+			snprintf(tmp, sizeof tmp, "%s", errmsg);
+			snprintf(errmsg, errsize, "event pattern is not valid JSON: %s", tmp);
+		}
+		return err;
+	}
+	err = fabric_pattern_compile_json(v, out, errmsg, errsize);
+	json_decref(v);
+	return err;
+}
