@@ -691,6 +691,52 @@ static void server_survives_malformed_requests(void **state)
 	reply_free(&r);
 }
 
+/* Random request targets (escapes, NULs encoded, high bytes, braces,
+ * empty segments): every answer is a proper HTTP response. */
+static void server_answers_random_paths_without_crashing(void **state)
+{
+	static const char *const parts[] = {
+		"/", "/", "product", "inspect", "%", "%0", "%00", "%zz", "%2F",
+		"%C3%A9", "\xff", "\xc3", "{", "}", "{id}", "..", ".", "+", "?",
+		"?q=%", "&", "=", "x", "echo", "\x7f", "%25", ";", "*"
+	};
+	char req[1024];
+	tm_buf out;
+	struct reply r;
+	uint64_t seed = 0x9e3779b97f4a7c15ULL; /* fixed: failures reproduce */
+#define NEXT() (seed = seed * 6364136223846793005ULL + 1442695040888963407ULL, \
+		(size_t)(seed >> 33))
+
+	for (int i = 0; i < 150; i++) {
+		size_t n = 0;
+		int parts_n = 1 + (int)(NEXT() % 12);
+		int st;
+
+		n += (size_t)snprintf(req + n, sizeof(req) - n, "%s ",
+				      i % 3 ? "GET" : "DELETE");
+		req[n++] = '/';
+		for (int k = 0; k < parts_n; k++) {
+			const char *pt = parts[NEXT() % TM_ARRAY_LEN(parts)];
+
+			memcpy(req + n, pt, strlen(pt));
+			n += strlen(pt);
+		}
+		n += (size_t)snprintf(req + n, sizeof(req) - n,
+				      " HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+		raw_exchange(req, n, &out);
+		assert_true(out.len > 12);
+		assert_memory_equal(out.data, "HTTP/1.1 ", 9);
+		st = atoi(out.data + 9);
+		if (st != 200 && st != 400 && st != 404 && st != 405 && st != 414)
+			fail_msg("status %d for %.*s", st, (int)n, req);
+		tm_buf_free(&out);
+	}
+#undef NEXT
+	fetch(NULL, "GET", "/product/still-here", NULL, NULL, 0, 0, &r);
+	assert_int_equal(r.status, 200);
+	reply_free(&r);
+}
+
 static void client_helper_sends_requests_and_collects_bodies(void **state)
 {
 	char url[128];
@@ -791,6 +837,34 @@ static void server_refuses_an_address_it_cannot_bind(void **state)
 	tm_log_set_level(TM_LOG_WARN);
 }
 
+static void server_listens_on_ipv6_loopback_when_asked(void **state)
+{
+	http_server_config cfg;
+	http_server *s = NULL;
+	char url[96];
+	unsigned status;
+	int fd = socket(AF_INET6, SOCK_STREAM, 0);
+	struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	bool have_v6 = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+
+	if (fd >= 0)
+		close(fd);
+	if (!have_v6)
+		skip(); /* no IPv6 loopback in this sandbox */
+	http_server_config_init(&cfg);
+	cfg.host = "::1";
+	cfg.port = 0;
+	cfg.threads = 1;
+	assert_int_equal(http_server_start(&cfg, g_router, NULL, &s), TM_OK);
+	snprintf(url, sizeof(url), "http://[::1]:%u", (unsigned)http_server_port(s));
+	assert_string_equal(http_server_url(s), url);
+	snprintf(url, sizeof(url), "%s/product/v6", http_server_url(s));
+	assert_int_equal(http_client_request("GET", url, NULL, NULL, 0, 5000,
+					     &status, NULL), TM_OK);
+	assert_int_equal(status, 200);
+	http_server_stop(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -807,9 +881,11 @@ int main(void)
 		cmocka_unit_test(server_hooks_see_route_and_status_and_add_headers),
 		cmocka_unit_test(server_serves_concurrent_requests_from_several_threads),
 		cmocka_unit_test(server_survives_malformed_requests),
+		cmocka_unit_test(server_answers_random_paths_without_crashing),
 		cmocka_unit_test(client_helper_sends_requests_and_collects_bodies),
 		cmocka_unit_test(server_stop_lets_an_in_flight_request_finish),
 		cmocka_unit_test(server_refuses_an_address_it_cannot_bind),
+		cmocka_unit_test(server_listens_on_ipv6_loopback_when_asked),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
