@@ -65,9 +65,43 @@ static tm_err mp_strn(tm_buf *b, const char *s, size_t n)
 	return mp_raw(b, s, n);
 }
 
+/* msgpack str must be UTF-8 (the agent and strict decoders reject
+ * anything else): invalid bytes become U+FFFD, as in the JSON encoders. */
 static tm_err mp_str(tm_buf *b, const char *s)
 {
-	return mp_strn(b, s ? s : "", s ? strlen(s) : 0);
+	const unsigned char *p = (const unsigned char *)(s ? s : "");
+	size_t n = 0;
+	bool clean = true;
+	tm_buf tmp;
+	tm_err err;
+
+	for (; p[n]; n++)
+		if (p[n] >= 0x80) {
+			size_t k = trace__utf8_len(p + n);
+			if (!k) {
+				clean = false;
+				break;
+			}
+			n += k - 1;
+		}
+	if (clean)
+		return mp_strn(b, (const char *)p, n);
+	tm_buf_init(&tmp, 4u << 20);
+	err = TM_OK;
+	for (size_t i = 0; p[i] && !err;) {
+		size_t k = p[i] < 0x80 ? 1 : trace__utf8_len(p + i);
+		if (k) {
+			err = trace__put(&tmp, (const char *)p + i, k);
+			i += k;
+		} else {
+			err = trace__put(&tmp, "\xef\xbf\xbd", 3);
+			i++;
+		}
+	}
+	if (!err)
+		err = mp_strn(b, tmp.data ? tmp.data : "", tmp.len);
+	tm_buf_free(&tmp);
+	return err;
 }
 
 static tm_err mp_u64(tm_buf *b, uint64_t v)
@@ -297,7 +331,7 @@ static tm_err encode_span(tm_buf *b, tm_buf *tmp, const trace_span_data *s, bool
 			continue;
 		TRY(mp_str(b, a->key));
 		TRY(attr_string(tmp, a));
-		TRY(mp_strn(b, tmp->data, tmp->len));
+		TRY(mp_str(b, tmp->data ? tmp->data : ""));
 	}
 	for (size_t i = 0; i < res->nattrs; i++) {
 		/* Datadog names env and version "env" and "version". */

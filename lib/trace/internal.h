@@ -119,6 +119,8 @@ tm_err trace__put_i64(tm_buf *b, int64_t v) TM_WARN_UNUSED;
 tm_err trace__put_double(tm_buf *b, double v) TM_WARN_UNUSED; /* JSON number, null if not finite */
 /* JSON string literal; invalid UTF-8 bytes become U+FFFD. */
 tm_err trace__put_jstr(tm_buf *b, const char *s) TM_WARN_UNUSED;
+/* Length of the valid UTF-8 sequence at p, 0 when invalid (p NUL-terminated). */
+size_t trace__utf8_len(const unsigned char *p);
 tm_err trace__put_hex(tm_buf *b, const uint8_t *p, size_t n) TM_WARN_UNUSED;
 void trace__hex(const uint8_t *p, size_t n, char *out);
 /* "…":"…" pairs of resource attributes as OTLP KeyValue objects. */

@@ -78,7 +78,7 @@ tm_err trace__put_double(tm_buf *b, double v)
 }
 
 /* Length of a valid UTF-8 sequence at p (0 when invalid). */
-static size_t utf8_len(const unsigned char *p)
+size_t trace__utf8_len(const unsigned char *p)
 {
 	unsigned c = p[0];
 	if (c < 0xc2 || c > 0xf4)
@@ -118,7 +118,7 @@ tm_err trace__put_jstr(tm_buf *b, const char *str)
 		if (!c)
 			break;
 		if (c >= 0x80) {
-			size_t n = utf8_len(s);
+			size_t n = trace__utf8_len(s);
 			if (n) {
 				err = trace__put(b, (const char *)s, n);
 				s += n;
