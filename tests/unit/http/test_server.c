@@ -790,7 +790,7 @@ static void *stopper(void *arg)
 
 static void server_stop_lets_an_in_flight_request_finish(void **state)
 {
-	http_server *s = start_server(1);
+	http_server *s = start_server(2);
 	struct slow_call c = { 0 };
 	pthread_t client, stop;
 	struct timespec ts = { 0, 50 * 1000 * 1000 };
