@@ -155,9 +155,24 @@ static enum MHD_Result dispatch(struct conn_state *cs, struct MHD_Connection *c)
 		}
 	}
 
-	if (s->hooks.after)
-		s->hooks.after(req, resp, tm_clock_mono_ns() - req->start_ns,
-			       s->hooks.arg);
+	if (s->hooks.after || tm_log_enabled(TM_LOG_DEBUG)) {
+		uint64_t dur = tm_clock_mono_ns() - req->start_ns;
+
+		if (s->hooks.after)
+			s->hooks.after(req, resp, dur, s->hooks.arg);
+		/* Debug only: an info line per request would cost more than
+		 * the request itself. The raw path is left out (client bytes). */
+		if (tm_log_enabled(TM_LOG_DEBUG)) {
+			char st[8], us[24];
+
+			snprintf(st, sizeof(st), "%u", resp->status);
+			snprintf(us, sizeof(us), "%llu",
+				 (unsigned long long)(dur / 1000));
+			tm_log(TM_LOG_DEBUG, "http", "request", "method",
+			       req->method, "route", req->route ? req->route : "-",
+			       "status", st, "duration_us", us, NULL);
+		}
+	}
 	return send_response(cs, c);
 }
 
