@@ -670,7 +670,8 @@ void trace_metrics_free(trace_metrics *m);
 trace_metrics *trace_metrics_global(void);
 
 /*
- * Series lookup-or-create. name: [a-zA-Z_:][a-zA-Z0-9_:]*; labels: NULL or
+ * Series lookup-or-create. name: [a-zA-Z_:][a-zA-Z0-9_:.]* (dots, as
+ * DogStatsD names use them, become '_' in Prometheus output); labels: NULL or
  * NULL-terminated "key", "value", … pairs (at most TRACE_METRIC_LABELS_MAX).
  * The returned handle lives as long as the registry: look it up once, then
  * update it lock-free from any thread. NULL on invalid name, type clash or OOM.

@@ -121,7 +121,8 @@ static bool valid_name(const char *s, bool colon)
 	for (const char *p = s; *p; p++) {
 		char c = *p;
 		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-			  (colon && c == ':') || (p > s && c >= '0' && c <= '9');
+			  (colon && (c == ':' || (p > s && c == '.'))) ||
+			  (p > s && c >= '0' && c <= '9');
 		if (!ok)
 			return false;
 	}
@@ -343,6 +344,10 @@ static void fmt_float(double v, char out[40])
 		snprintf(out, 40, "%s", v > 0 ? "+Inf" : "-Inf");
 		return;
 	}
+	if (v == (double)(int64_t)v && fabs(v) < 1e15) {
+		snprintf(out, 40, "%lld", (long long)v);
+		return;
+	}
 	for (int prec = 1; prec <= 17; prec++) {
 		snprintf(out, 40, "%.*g", prec, v);
 		if (strtod(out, NULL) == v)
@@ -393,11 +398,20 @@ out:
 	return err;
 }
 
+/* Metric names may use dots (DogStatsD style); Prometheus gets '_'. */
+static tm_err put_name(tm_buf *b, const char *name)
+{
+	tm_err err = TM_OK;
+	for (; *name && !err; name++)
+		err = tm_buf_appendc(b, *name == '.' ? '_' : *name);
+	return err;
+}
+
 static tm_err put_line(tm_buf *b, const char *name, const char *suffix,
 		       const struct mseries *s, const char *le, const char *value)
 {
 	tm_err err;
-	TRY(tm_buf_appends(b, name));
+	TRY(put_name(b, name));
 	TRY(tm_buf_appends(b, suffix));
 	TRY(put_labels(b, s, le));
 	TRY(TRACE_PUTL(b, " "));
@@ -418,11 +432,15 @@ tm_err trace_metrics_prometheus(trace_metrics *m, tm_buf *out)
 	pthread_mutex_lock(&m->mu);
 	for (struct family *f = m->families; f; f = f->next) {
 		if (f->help[0]) {
-			TRY(tm_buf_printf(out, "# HELP %s ", f->name));
+			TRY(TRACE_PUTL(out, "# HELP "));
+			TRY(put_name(out, f->name));
+			TRY(TRACE_PUTL(out, " "));
 			TRY(put_escaped(out, f->help, false));
 			TRY(TRACE_PUTL(out, "\n"));
 		}
-		TRY(tm_buf_printf(out, "# TYPE %s %s\n", f->name, types[f->type]));
+		TRY(TRACE_PUTL(out, "# TYPE "));
+		TRY(put_name(out, f->name));
+		TRY(tm_buf_printf(out, " %s\n", types[f->type]));
 		for (struct mseries *s = f->series; s; s = s->next) {
 			if (f->type == M_COUNTER) {
 				snprintf(v, sizeof v, "%llu",
