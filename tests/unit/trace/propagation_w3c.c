@@ -241,6 +241,25 @@ static void tracestate_with_invalid_values_is_invalid(void **state)
 	assert_false(ts(in, out));
 }
 
+/* The conformance harness's test_tracestate_all_allowed_characters. */
+static void tracestate_with_all_allowed_characters_is_valid(void **state)
+{
+	char in[512], out[TRACE_TRACESTATE_MAX + 1];
+	size_t len = 0;
+	const char *key = "abcdefghijklmnopqrstuvwxyz0123456789_-*/";
+
+	for (int round = 0; round < 2; round++) {
+		len += (size_t)snprintf(in + len, sizeof in - len, "%s%s%s=", round ? "," : "", key,
+					round ? "@a-z0-9_-*/" : "");
+		for (int c = 0x20; c <= 0x7e; c++)
+			if (c != ',' && c != '=')
+				in[len++] = (char)c;
+		in[len] = '\0';
+	}
+	assert_true(ts(in, out));
+	assert_string_equal(out, in);
+}
+
 static void tracestate_over_512_chars_loses_members_over_128_chars_first(void **state)
 {
 	char in[1200], out[TRACE_TRACESTATE_MAX + 1], big[200];
@@ -391,6 +410,7 @@ int main(void)
 		cmocka_unit_test(tracestate_with_duplicate_keys_is_invalid),
 		cmocka_unit_test(tracestate_with_invalid_keys_is_invalid),
 		cmocka_unit_test(tracestate_with_invalid_values_is_invalid),
+		cmocka_unit_test(tracestate_with_all_allowed_characters_is_valid),
 		cmocka_unit_test(tracestate_over_512_chars_loses_members_over_128_chars_first),
 		cmocka_unit_test(tracestate_over_512_chars_loses_members_from_the_end),
 		cmocka_unit_test(tracestate_put_moves_the_member_to_the_front),
