@@ -53,10 +53,24 @@ typedef struct store_config {
 	const char *url;       /* postgres: connection string (later) */
 	unsigned max_readers;  /* sqlite: reader connections at most (default 64) */
 	unsigned busy_timeout_ms; /* sqlite: wait on a locked file (default 5000) */
+	/* sqlite: let other processes open the file while it is open here.
+	 * Default false: the file is locked to this process, which makes reads
+	 * much cheaper (no fcntl locks per read) and stops a second
+	 * `tracemart up` from sharing the data dir (its open fails, TM_ERR_DB). */
+	bool multi_process;
 } store_config;
 
 /* Defaults: backend "sqlite", no path, 64 readers, 5000 ms busy timeout. */
 void store_config_init(store_config *cfg);
+
+/*
+ * Optional process-wide tuning, to call from main() before any thread uses
+ * SQLite (SQLite's configuration is not thread-safe): turns off SQLite's
+ * global memory statistics, which take a process-wide mutex on every
+ * allocation and serialise concurrent reads. Harmless (a no-op) when
+ * SQLite is already initialised.
+ */
+void store_process_init(void);
 
 /* Opens the backend named by cfg. Caller owns *out (store_repo_close). */
 tm_err store_open(const store_config *cfg, store_repo **out /* OUT */) TM_WARN_UNUSED;

