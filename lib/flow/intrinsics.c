@@ -166,6 +166,49 @@ static char *to_text(const json_t *v)
 	return flow_json_dump(v);
 }
 
+/* States.Format prints non-string arguments as Java's toString() does
+ * (AWS records "{Id=arn:…, Name=…}" for an object): maps as {k=v, k=v},
+ * lists as [a, b], strings bare. */
+static tm_err java_text(tm_buf *b, const json_t *v)
+{
+	tm_err err = TM_OK;
+	size_t i;
+	const char *k;
+	json_t *c;
+
+	switch (json_typeof(v)) {
+	case JSON_STRING:
+		return tm_buf_appends(b, json_string_value(v));
+	case JSON_NULL:
+		return tm_buf_appends(b, "null");
+	case JSON_OBJECT: {
+		bool first = true;
+		err = tm_buf_appendc(b, '{');
+		json_object_foreach((json_t *)v, k, c) {
+			if (!err && !first)
+				err = tm_buf_appends(b, ", ");
+			first = false;
+			if (!err)
+				err = tm_buf_printf(b, "%s=", k);
+			if (!err)
+				err = java_text(b, c);
+		}
+		return err ? err : tm_buf_appendc(b, '}');
+	}
+	case JSON_ARRAY:
+		err = tm_buf_appendc(b, '[');
+		json_array_foreach(v, i, c) {
+			if (!err && i)
+				err = tm_buf_appends(b, ", ");
+			if (!err)
+				err = java_text(b, c);
+		}
+		return err ? err : tm_buf_appendc(b, ']');
+	default:
+		return flow__json_append(b, v);
+	}
+}
+
 static bool want_args(struct parser *ps, const char *fn, size_t n, size_t min, size_t max)
 {
 	if (n < min || n > max) {
@@ -277,9 +320,10 @@ static json_t *format(struct parser *ps, struct arg *args, size_t n)
 				return ifail(ps, "States.Format",
 					     "the number of arguments does not match the number of placeholders");
 			}
-			char *s = to_text(args[next++].v);
-			if (tm_buf_appends(&b, s ? s : "")) {}
-			free(s);
+			if (java_text(&b, args[next++].v) != TM_OK) {
+				tm_buf_free(&b);
+				return ifail(ps, "States.Format", "the result is too large");
+			}
 			t++;
 		} else {
 			if (tm_buf_appendc(&b, *t)) {}
@@ -473,9 +517,11 @@ static json_t *apply(struct parser *ps, const char *fn, struct arg *a, size_t n)
 	if (!strcmp(fn, "States.MathRandom")) {
 		if (!want_args(ps, fn, n, 2, 3))
 			return NULL;
-		if (!is_intlike(a[0].v) || !is_intlike(a[1].v))
-			return ifail(ps, fn, "the bounds must be integers");
-		double lo = json_number_value(a[0].v), hi = json_number_value(a[1].v);
+		if (!json_is_number(a[0].v) || !json_is_number(a[1].v))
+			return ifail(ps, fn, "the bounds must be numbers");
+		/* AWS accepts fractional bounds (12.5, 44.51) and rounds them */
+		double lo = (double)java_round(json_number_value(a[0].v)),
+		       hi = (double)java_round(json_number_value(a[1].v));
 		if (hi <= lo)
 			return ifail(ps, fn, "the end must be greater than the start");
 		return json_integer((json_int_t)lo +
