@@ -16,12 +16,12 @@ deps:
 	@scripts/deps.sh build
 
 build: deps
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTM_ONLY= >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
 run:
 	@scripts/deps.sh run
-	@cmake -S . -B $(RELEASE_BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake -S . -B $(RELEASE_BUILD) -DCMAKE_BUILD_TYPE=Release -DTM_ONLY= >/dev/null
 	@cmake --build $(RELEASE_BUILD) -j $(JOBS)
 	$(RELEASE_BUILD)/tracemart up $(RUN_ARGS)
 
@@ -30,20 +30,20 @@ test: test-plain test-asan
 test-plain:
 	@scripts/deps.sh test
 	@scripts/test-deps.sh
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTM_ONLY= >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 
 test-asan:
 	@scripts/deps.sh test
 	@scripts/test-deps.sh
-	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DTM_SANITIZE=ON >/dev/null
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DTM_SANITIZE=ON -DTM_ONLY= >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 
 bench:
 	@scripts/deps.sh bench
-	@cmake -S . -B $(RELEASE_BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake -S . -B $(RELEASE_BUILD) -DCMAKE_BUILD_TYPE=Release -DTM_ONLY= >/dev/null
 	@cmake --build $(RELEASE_BUILD) -j $(JOBS)
 	@bench/run.sh $(RELEASE_BUILD)
 
