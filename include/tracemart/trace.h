@@ -140,6 +140,7 @@ tm_err trace_propagators_parse(const char *list, trace_propagator_kind *out,
  * Writes ctx (when valid) with every inject propagator, and bag (when not
  * NULL and not empty) with the baggage propagator. When both tracecontext
  * and datadog inject, tracestate carries a `dd=` member (put first).
+ * p NULL: trace_propagators_default().
  */
 void trace_inject(const trace_propagators *p, const trace_context *ctx,
 		  const trace_baggage *bag, trace_carrier *c);
@@ -149,6 +150,7 @@ void trace_inject(const trace_propagators *p, const trace_context *ctx,
  * tracestate (as dd-trace does). Baggage entries are added to bag_or_null.
  * Returns true when *out is a valid remote context (else it is initialised
  * empty). Never fails on bad input: invalid values are ignored.
+ * p NULL: trace_propagators_default().
  */
 bool trace_extract(const trace_propagators *p, trace_carrier *c,
 		   trace_context *out /* OUT */, trace_baggage *bag_or_null);

@@ -162,7 +162,14 @@ static bool has(const trace_propagator_kind *k, size_t n, trace_propagator_kind 
 void trace_inject(const trace_propagators *p, const trace_context *ctx,
 		  const trace_baggage *bag, trace_carrier *c)
 {
-	bool dd = has(p->inject, p->ninject, TRACE_PROP_DATADOG);
+	trace_propagators def;
+	bool dd;
+
+	if (!p) {
+		trace_propagators_default(&def);
+		p = &def;
+	}
+	dd = has(p->inject, p->ninject, TRACE_PROP_DATADOG);
 
 	for (size_t i = 0; i < p->ninject; i++) {
 		switch (p->inject[i]) {
@@ -204,10 +211,15 @@ static bool extract_one(trace_propagator_kind k, trace_carrier *c, trace_context
 bool trace_extract(const trace_propagators *p, trace_carrier *c, trace_context *out,
 		   trace_baggage *bag_or_null)
 {
+	trace_propagators def;
 	trace_context tmp;
 	bool found = false;
 
 	trace_context_init(out);
+	if (!p) {
+		trace_propagators_default(&def);
+		p = &def;
+	}
 	for (size_t i = 0; i < p->nextract; i++) {
 		trace_propagator_kind k = p->extract[i];
 

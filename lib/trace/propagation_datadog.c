@@ -190,8 +190,10 @@ void trace_dd_parse_tags(const char *value, trace_context *ctx)
 		if (kn == sizeof DD_TID - 1 && !memcmp(t, DD_TID, kn)) {
 			if (!hex16_lc(eq + 1, vn, &tid)) {
 				char msg[TRACE_DD_ERROR_MAX + 1];
-				snprintf(msg, sizeof msg, "malformed_tid %.*s",
-					 vn > 32 ? 0 : (int)vn, eq + 1);
+				if (vn <= 32)
+					snprintf(msg, sizeof msg, "malformed_tid %.*s", (int)vn, eq + 1);
+				else
+					snprintf(msg, sizeof msg, "malformed_tid");
 				set_error(ctx, msg);
 				continue;
 			}

@@ -384,6 +384,73 @@ static void invalid_context_injects_only_baggage(void **state)
 	trace_baggage_free(bag);
 }
 
+/* Deterministic pseudo-random input (no seed from the clock: no flakes). */
+static uint64_t lcg(uint64_t *x)
+{
+	*x = *x * 6364136223846793005ULL + 1442695040888963407ULL;
+	return *x >> 33;
+}
+
+static void parsers_survive_random_and_mutated_input(void **state)
+{
+	static const char *const seeds[] = {
+		"00-" TID "-" SID "-01", "cc-" TID "-" SID "-03-x", "foo=1,dd=s:2;o:rum;t.dm:-4,b@c=2",
+		"_dd.p.tid=640cfd8d00000000,_dd.p.dm=-4", "Root=1-5759e988-bd862e3fe1be46a994272793;Parent="
+		SID ";Sampled=1;Lineage=a:1", "k=v%20x;p;q=1, k2 = v2", "s:2;o:a~b;p:" SID ";t.x:y~z",
+	};
+	uint64_t x = 42;
+	char buf[700];
+	trace_baggage *bag;
+
+	assert_int_equal(trace_baggage_new(&bag), TM_OK);
+	for (int iter = 0; iter < 20000; iter++) {
+		const char *seed = seeds[iter % (int)TM_ARRAY_LEN(seeds)];
+		size_t len = strlen(seed);
+		trace_context ctx;
+		char ts[TRACE_TRACESTATE_MAX + 1], out[TRACE_XRAY_HEADER_MAX];
+
+		memcpy(buf, seed, len + 1);
+		if (iter % 3 == 0) { /* pure noise */
+			len = lcg(&x) % (sizeof buf - 1);
+			for (size_t i = 0; i < len; i++)
+				buf[i] = (char)(1 + lcg(&x) % 255);
+			buf[len] = '\0';
+		} else { /* flip, cut or insert a few bytes */
+			for (int m = 0; m < 3 && len; m++) {
+				size_t at = lcg(&x) % len;
+				switch (lcg(&x) % 3) {
+				case 0: buf[at] = (char)(1 + lcg(&x) % 255); break;
+				case 1: buf[at] = '\0'; len = at; break;
+				default: buf[at] = ",;=-:@%~ "[lcg(&x) % 9]; break;
+				}
+			}
+		}
+		trace_context_init(&ctx);
+		if (trace_w3c_parse_traceparent(buf, &ctx))
+			assert_true(trace_context_is_valid(&ctx));
+		if (trace_w3c_parse_tracestate(buf, ts))
+			assert_true(strlen(ts) <= TRACE_TRACESTATE_MAX);
+		trace_dd_parse_tags(buf, &ctx);
+		assert_true(strlen(ctx.dd_tags) <= TRACE_DD_TAGS_MAX);
+		ctx.flags = (uint8_t)(iter & 1);
+		trace_dd_apply_tracestate(buf, &ctx);
+		trace_dd_format_tracestate(&ctx, ts);
+		assert_true(strlen(ts) <= 256);
+		trace_context_init(&ctx);
+		if (trace_xray_parse(buf, &ctx)) {
+			assert_true(trace_context_is_valid(&ctx));
+			trace_xray_format(&ctx, out);
+		}
+		(void)trace_baggage_parse(bag, buf);
+		assert_true(trace_baggage_count(bag) <= TRACE_BAGGAGE_MAX_ENTRIES);
+		if (iter % 100 == 0) {
+			trace_baggage_free(bag);
+			assert_int_equal(trace_baggage_new(&bag), TM_OK);
+		}
+	}
+	trace_baggage_free(bag);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup(f, quiet)
@@ -402,6 +469,7 @@ int main(void)
 		T(dd_member_of_extracted_tracestate_gives_priority_and_tags),
 		T(baggage_is_extracted_even_without_a_trace_context),
 		T(invalid_context_injects_only_baggage),
+		T(parsers_survive_random_and_mutated_input),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
