@@ -723,7 +723,9 @@ static int run_state(flow_execution *x, const char *name, const json_t *st,
 			if (!json_is_integer(v) || json_integer_value(v) < 0) {
 				char *vs = json_is_string(v) ? strdup(json_string_value(v)) : flow_json_dump(v);
 				flow__fail_set(f, "States.Runtime",
-					       "The SecondsPath parameter cannot be parsed as a long value: %s == %s",
+					       json_is_integer(v)
+						       ? "The SecondsPath parameter references a negative value: %s == %s"
+						       : "The SecondsPath parameter cannot be parsed as a long value: %s == %s",
 					       sp, vs ? vs : "");
 				free(vs);
 				json_decref(v);
