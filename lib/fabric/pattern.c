@@ -68,8 +68,10 @@ struct fp_matcher {
 	} v;
 	double lo, hi; /* numeric */
 	bool has_lo, has_hi, lo_incl, hi_incl;
-	int family; /* cidr: AF_INET or AF_INET6 */
-	uint8_t net[16], mask[16];
+	/* cidr, and exact strings that are IP literals: the address range
+	 * [lo, hi] of one family (AF_INET or AF_INET6; 0 when unused). */
+	int family;
+	uint8_t lo_ip[16], hi_ip[16];
 };
 
 /* A field: its full dotted path from the event root and its value array. */
@@ -311,10 +313,12 @@ static bool wild_match(const struct fp_wild *w, const char *s, size_t len)
 	return true;
 }
 
-static bool cidr_match(const struct fp_matcher *m, const char *s, size_t len)
+/* Is the string an address of m's family inside m's range? */
+static bool ip_match(const struct fp_matcher *m, const char *s, size_t len)
 {
 	uint8_t addr[16];
 	char tmp[64];
+	size_t n = m->family == AF_INET ? 4 : 16;
 
 	if (len == 0 || len >= sizeof tmp)
 		return false;
@@ -322,10 +326,7 @@ static bool cidr_match(const struct fp_matcher *m, const char *s, size_t len)
 	tmp[len] = '\0';
 	if (inet_pton(m->family, tmp, addr) != 1)
 		return false;
-	for (int i = 0; i < (m->family == AF_INET ? 4 : 16); i++)
-		if ((addr[i] & m->mask[i]) != m->net[i])
-			return false;
-	return true;
+	return memcmp(addr, m->lo_ip, n) >= 0 && memcmp(addr, m->hi_ip, n) <= 0;
 }
 
 /* Does operand i of m match value v (ignoring negate)? */
@@ -365,7 +366,10 @@ static bool operand_match(const struct fp_matcher *m, size_t i, const json_t *v)
 	const struct fp_str *o = m->op == OP_WILDCARD || m->op == OP_CIDR ? NULL : &m->v.strs[i];
 	switch (m->op) {
 	case OP_STR:
-		return len == o->len && !memcmp(s, o->s, len);
+		if (len == o->len && !memcmp(s, o->s, len))
+			return true;
+		/* event-ruler compares IP literals as addresses. */
+		return m->family && ip_match(m, s, len);
 	case OP_PREFIX:
 		return len >= o->len && !memcmp(s, o->s, o->len);
 	case OP_SUFFIX:
@@ -384,7 +388,7 @@ static bool operand_match(const struct fp_matcher *m, size_t i, const json_t *v)
 	case OP_WILDCARD:
 		return wild_match(&m->v.wilds[i], s, len);
 	case OP_CIDR:
-		return cidr_match(m, s, len);
+		return ip_match(m, s, len);
 	default:
 		return false;
 	}
@@ -612,27 +616,54 @@ static bool is_operator(const char *k)
 	return false;
 }
 
-/*
- * event-ruler reads "$or" as an OR only when its value is an array of at
- * least two objects none of whose keys is an operator; anything else keeps
- * "$or" an ordinary field name (for backward compatibility).
- */
-static bool is_or(const char *key, const json_t *v)
+/* An object that can be an $or branch: no key is an operator name. */
+static bool is_branch(const json_t *e)
 {
 	const char *k;
 	json_t *m;
+
+	if (!json_is_object(e))
+		return false;
+	json_object_foreach((json_t *)e, k, m)
+		if (is_operator(k))
+			return false;
+	return true;
+}
+
+/*
+ * "$or" is the OR primitive when its value is an array holding a field
+ * object (one whose keys are not operators). Otherwise it stays an ordinary
+ * field name, as event-ruler keeps it for backward compatibility:
+ * {"$or": [{"numeric": [">", 1]}]} matches a field called "$or".
+ */
+static bool is_or(const char *key, const json_t *v)
+{
 	size_t i;
 	json_t *e;
 
-	if (strcmp(key, "$or") || !json_is_array(v) || json_array_size(v) < 2)
+	if (strcmp(key, "$or") || !json_is_array(v))
 		return false;
-	json_array_foreach(v, i, e) {
-		if (!json_is_object(e))
-			return false;
-		json_object_foreach(e, k, m)
-			if (is_operator(k))
-				return false;
-	}
+	json_array_foreach(v, i, e)
+		if (is_branch(e))
+			return true;
+	return false;
+}
+
+/* An $or must hold at least two branches and nothing else. */
+static bool check_or(struct compiler *cc, const char *path, const json_t *v)
+{
+	size_t i;
+	json_t *e;
+
+	json_array_foreach(v, i, e)
+		if (!is_branch(e))
+			return fail(cc, TM_ERR_INVALID, path,
+				    "$or element %zu must be an object of fields, not %s",
+				    i, json_is_object(e) ? "a match expression" :
+				    json_type_name(e));
+	if (json_array_size(v) < 2)
+		return fail(cc, TM_ERR_INVALID, path,
+			    "$or needs at least two alternatives");
 	return true;
 }
 
@@ -898,15 +929,21 @@ out:
 
 /* ---- operators */
 
+/*
+ * event-ruler's CIDR: exactly one '/', an integer mask below the address
+ * width (so /32 and /128 are refused), and the range runs from the address
+ * as written (host bits are not cleared) to that address with every host
+ * bit set.
+ */
 static bool parse_cidr(struct compiler *cc, const char *path, const json_t *v,
 		       struct fp_matcher *m)
 {
 	const char *s = json_string_value(v);
-	const char *slash;
+	const char *slash, *d;
 	char addr[64];
 	size_t alen;
-	unsigned long bits;
-	char *end;
+	long bits = 0;
+	bool neg = false;
 	int nbytes;
 
 	if (!json_is_string(v))
@@ -914,31 +951,39 @@ static bool parse_cidr(struct compiler *cc, const char *path, const json_t *v,
 			    "cidr expects a string, not %s", json_type_name(v));
 	slash = strchr(s, '/');
 	alen = slash ? (size_t)(slash - s) : 0;
-	if (!slash || strchr(slash + 1, '/') || alen == 0 || alen >= sizeof addr ||
-	    !slash[1] || slash[1] < '0' || slash[1] > '9')
+	if (!slash || strchr(slash + 1, '/') || alen == 0 || alen >= sizeof addr)
+		goto bad;
+	d = slash + 1;
+	if (*d == '+' || *d == '-')
+		neg = *d++ == '-';
+	if (!*d)
+		goto bad;
+	for (; *d; d++) {
+		if (*d < '0' || *d > '9' || bits > 1000)
+			goto bad;
+		bits = bits * 10 + (*d - '0');
+	}
+	if (neg && bits)
 		goto bad;
 	memcpy(addr, s, alen);
 	addr[alen] = '\0';
-	bits = strtoul(slash + 1, &end, 10);
-	if (*end)
-		goto bad;
-	if (inet_pton(AF_INET, addr, m->net) == 1) {
+	if (inet_pton(AF_INET, addr, m->lo_ip) == 1) {
 		m->family = AF_INET;
 		nbytes = 4;
-		if (bits > 32)
-			goto bad;
-	} else if (inet_pton(AF_INET6, addr, m->net) == 1) {
+	} else if (inet_pton(AF_INET6, addr, m->lo_ip) == 1) {
 		m->family = AF_INET6;
 		nbytes = 16;
-		if (bits > 128)
-			goto bad;
 	} else {
 		goto bad;
 	}
+	if (bits >= nbytes * 8)
+		return fail(cc, TM_ERR_INVALID, path,
+			    "cidr \"%s\": %s mask bits must be below %d", s,
+			    nbytes == 4 ? "IPv4" : "IPv6", nbytes * 8);
 	for (int i = 0; i < nbytes; i++) {
-		unsigned long b = bits > (unsigned long)i * 8 ? bits - (unsigned long)i * 8 : 0;
-		m->mask[i] = b >= 8 ? 0xFF : (uint8_t)(0xFF << (8 - b));
-		m->net[i] &= m->mask[i];
+		long host = (long)(i + 1) * 8 - bits; /* host bits in this byte */
+		uint8_t hostmask = host >= 8 ? 0xFF : host <= 0 ? 0 : (uint8_t)((1u << host) - 1);
+		m->hi_ip[i] = m->lo_ip[i] | hostmask;
 	}
 	m->op = OP_CIDR;
 	m->n = 1;
@@ -963,6 +1008,11 @@ static bool parse_numeric(struct compiler *cc, const char *path, const json_t *v
 			    n, n == 1 ? "" : "s");
 	m->op = OP_NUMERIC;
 	m->n = 1;
+	/* event-ruler's grammar: [op, n] alone, or a lower bound (> or >=)
+	 * followed by an upper bound (< or <=). */
+	if (n > 4)
+		return fail(cc, TM_ERR_INVALID, path,
+			    "numeric has too many elements (at most a lower and an upper bound)");
 	for (size_t i = 0; i < n; i += 2) {
 		const json_t *o = json_array_get(v, i);
 		const json_t *x = json_array_get(v, i + 1);
@@ -985,23 +1035,25 @@ static bool parse_numeric(struct compiler *cc, const char *path, const json_t *v
 			m->lo_incl = m->hi_incl = true;
 			m->lo = m->hi = d;
 		} else if (op[0] == '>') {
-			if (m->has_lo)
+			if (i != 0)
 				return fail(cc, TM_ERR_INVALID, path,
-					    "numeric has two lower bounds");
+					    "numeric \"%s\" out of place: expected [op, n] or a lower "
+					    "bound (> or >=) followed by an upper bound (< or <=)", op);
 			m->has_lo = true;
 			m->lo_incl = op[1] == '=';
 			m->lo = d;
 		} else {
-			if (m->has_hi)
+			if (i == 0 && n != 2)
 				return fail(cc, TM_ERR_INVALID, path,
-					    "numeric has two upper bounds");
+					    "numeric \"%s\" out of place: expected [op, n] or a lower "
+					    "bound (> or >=) followed by an upper bound (< or <=)", op);
 			m->has_hi = true;
 			m->hi_incl = op[1] == '=';
 			m->hi = d;
 		}
 	}
-	if (m->has_lo && m->has_hi && (m->lo > m->hi ||
-				       (m->lo == m->hi && !(m->lo_incl && m->hi_incl))))
+	/* event-ruler: the bottom must be strictly below the top. */
+	if (n == 4 && m->lo >= m->hi)
 		return fail(cc, TM_ERR_INVALID, path,
 			    "numeric range is empty (bottom must be less than top)");
 	return true;
@@ -1164,6 +1216,14 @@ static bool parse_value(struct compiler *cc, const char *path, const json_t *v,
 	switch (json_typeof(v)) {
 	case JSON_STRING:
 		m->op = OP_STR;
+		/* An IP literal also matches other spellings of the address. */
+		if (json_string_length(v) < 64) {
+			if (inet_pton(AF_INET, json_string_value(v), m->lo_ip) == 1)
+				m->family = AF_INET;
+			else if (inet_pton(AF_INET6, json_string_value(v), m->lo_ip) == 1)
+				m->family = AF_INET6;
+			memcpy(m->hi_ip, m->lo_ip, sizeof m->hi_ip);
+		}
 		return set_strs(cc, m, &v, 1, false);
 	case JSON_INTEGER:
 	case JSON_REAL:
@@ -1285,6 +1345,8 @@ static bool add_fields(struct compiler *cc, const json_t *obj, tm_buf *path,
 		struct fp_item *it = &and->items[and->n];
 		if (is_or(k, v)) {
 			size_t n = json_array_size(v);
+			if (!check_or(cc, path->len ? path->data : "$or", v))
+				return false;
 			it->alts = arena_alloc(cc->p, n * sizeof *it->alts);
 			if (!it->alts)
 				return oom(cc);
@@ -1303,10 +1365,6 @@ static bool add_fields(struct compiler *cc, const json_t *obj, tm_buf *path,
 		if ((path->len && tm_buf_appendc(path, '.') != TM_OK) ||
 		    tm_buf_append(path, k, strlen(k)) != TM_OK)
 			return fail(cc, TM_ERR_LIMIT, NULL, "field path too long");
-		if (!strcmp(k, "$or") && json_is_array(v) && json_array_size(v) > 0 &&
-		    json_is_object(json_array_get(v, 0)) && json_array_size(v) < 2)
-			return fail(cc, TM_ERR_INVALID, path->data,
-				    "$or needs at least two alternatives");
 		if (json_is_object(v)) {
 			if (json_object_size(v) == 0)
 				return fail(cc, TM_ERR_INVALID, path->data,

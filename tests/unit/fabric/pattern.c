@@ -298,9 +298,11 @@ static void numeric_syntax_errors_name_the_field(void **state)
 	rejects("{\"c\":[{\"numeric\":[\">\",0,\"<\"]}]}", "\"c\": numeric");
 	rejects("{\"c\":[{\"numeric\":10}]}", "numeric expects an array");
 	rejects("{\"c\":[{\"numeric\":[\"LT\",10]}]}", "unknown operator");
-	rejects("{\"c\":[{\"numeric\":[\">\",1,\">\",2]}]}", "two lower bounds");
+	rejects("{\"c\":[{\"numeric\":[\">\",1,\">\",2]}]}", "followed by an upper bound");
 	rejects("{\"c\":[{\"numeric\":[\">\",5,\"<\",1]}]}", "range is empty");
 	rejects("{\"c\":[{\"numeric\":[\"=\",5,\"<\",9]}]}", NULL);
+	rejects("{\"c\":[{\"numeric\":[\"<\",9,\">\",5]}]}", "out of place");
+	rejects("{\"c\":[{\"numeric\":[\">=\",5,\"<=\",5]}]}", "range is empty");
 }
 
 /* ---------------------------------------------------------------- exists */
@@ -354,6 +356,17 @@ static void cidr_matches_ipv4_and_ipv6_blocks(void **state)
 	assert_false(matches(v6, "{\"ip\":\"2001:db8:1234:1a01::1\"}"));
 	assert_false(matches(v6, "{\"ip\":\"10.0.0.1\"}"));
 	assert_true(matches("{\"ip\":[{\"cidr\":\"0.0.0.0/0\"}]}", "{\"ip\":\"1.2.3.4\"}"));
+	/* event-ruler keeps the host bits: the range starts at the address. */
+	assert_false(matches("{\"ip\":[{\"cidr\":\"10.0.0.5/24\"}]}", "{\"ip\":\"10.0.0.4\"}"));
+	assert_true(matches("{\"ip\":[{\"cidr\":\"10.0.0.5/24\"}]}", "{\"ip\":\"10.0.0.200\"}"));
+}
+
+static void exact_ip_literals_compare_as_addresses(void **state)
+{
+	(void)state;
+	assert_true(matches("{\"ip\":[\"2001:db8::1\"]}", "{\"ip\":\"2001:0db8:0:0::0001\"}"));
+	assert_false(matches("{\"ip\":[\"2001:db8::1\"]}", "{\"ip\":\"2001:db8::2\"}"));
+	assert_true(matches("{\"ip\":[\"10.1.2.3\"]}", "{\"ip\":\"10.1.2.3\"}"));
 }
 
 static void cidr_rejects_malformed_blocks(void **state)
@@ -362,6 +375,9 @@ static void cidr_rejects_malformed_blocks(void **state)
 	rejects("{\"ip\":[{\"cidr\":\"bad-filter\"}]}", "not an IPv4 or IPv6 CIDR");
 	rejects("{\"ip\":[{\"cidr\":\"xx.11.xx/8\"}]}", NULL);
 	rejects("{\"ip\":[{\"cidr\":\"10.0.0.0/33\"}]}", NULL);
+	rejects("{\"ip\":[{\"cidr\":\"10.0.0.1/32\"}]}", "mask bits must be below 32");
+	rejects("{\"ip\":[{\"cidr\":\"10.0.0.1\"}]}", NULL);
+	rejects("{\"ip\":[{\"cidr\":\"bad-/64filter\"}]}", NULL);
 	rejects("{\"ip\":[{\"cidr\":\"xxxx:db8::/64\"}]}", NULL);
 	rejects("{\"ip\":[{\"cidr\":5}]}", "cidr expects a string");
 }
@@ -388,7 +404,17 @@ static void or_with_operator_keys_is_an_ordinary_field(void **state)
 	assert_true(matches(p, "{\"$or\":5}"));
 	assert_true(matches(p, "{\"$or\":\"abc\"}"));
 	assert_false(matches(p, "{\"$or\":0}"));
-	rejects("{\"$or\":[{\"a\":[1]}]}", "at least two");
+	assert_true(matches("{\"$or\":[{\"cidr\":\"10.0.0.0/24\"}]}", "{\"$or\":\"10.0.0.7\"}"));
+	assert_true(matches("{\"$or\":{\"a\":[1]}}", "{\"$or\":{\"a\":1}}"));
+}
+
+static void malformed_or_is_rejected(void **state)
+{
+	(void)state;
+	rejects("{\"$or\":[{\"a\":[1]}]}", "\"$or\": $or needs at least two");
+	rejects("{\"d\":{\"$or\":[{\"a\":[1]},{\"b\":[2]},[{\"c\":[3]}]]}}",
+		"\"d\": $or element 2 must be an object of fields, not an array");
+	rejects("{\"$or\":[{\"a\":[1]},{\"prefix\":\"x\"}]}", "not a match expression");
 }
 
 /* ------------------------------------------------------------- structure */
@@ -560,8 +586,10 @@ int main(void)
 		cmocka_unit_test(exists_false_or_value_matches_either),
 		cmocka_unit_test(cidr_matches_ipv4_and_ipv6_blocks),
 		cmocka_unit_test(cidr_rejects_malformed_blocks),
+		cmocka_unit_test(exact_ip_literals_compare_as_addresses),
 		cmocka_unit_test(or_matches_when_any_alternative_matches),
 		cmocka_unit_test(or_with_operator_keys_is_an_ordinary_field),
+		cmocka_unit_test(malformed_or_is_rejected),
 		cmocka_unit_test(malformed_patterns_are_rejected_with_the_path),
 		cmocka_unit_test(limits_are_enforced),
 		cmocka_unit_test(one_pattern_matches_from_many_threads),
