@@ -158,6 +158,39 @@ static void otel_propagators_wins_over_dd_styles(void **state)
 	clear_env();
 }
 
+static void context_128(trace_context *ctx);
+
+static void style_lists_accept_datadog_spellings_and_drop_duplicates(void **state)
+{
+	trace_propagator_kind k[TRACE_PROPAGATORS_MAX];
+	size_t n;
+
+	assert_int_equal(trace_propagators_parse("Datadog, B3 single header,tracecontext,datadog,,baggage", k, &n),
+			 TM_OK);
+	assert_int_equal(n, 3);
+	assert_int_equal(k[0], TRACE_PROP_DATADOG);
+	assert_int_equal(k[1], TRACE_PROP_TRACECONTEXT);
+	assert_int_equal(k[2], TRACE_PROP_BAGGAGE);
+	assert_int_equal(trace_propagators_parse("datadog,none", k, &n), TM_OK);
+	assert_int_equal(n, 0);
+	assert_int_equal(trace_propagators_parse("w3c", k, &n), TM_ERR_INVALID);
+}
+
+static void null_propagators_mean_the_default_set(void **state)
+{
+	struct headers h;
+	trace_carrier c = carrier(&h);
+	trace_context ctx, out;
+
+	context_128(&ctx);
+	trace_inject(NULL, &ctx, NULL, &c);
+	assert_non_null(hdr_get(&h, "traceparent"));
+	assert_non_null(hdr_get(&h, "x-datadog-trace-id"));
+	assert_non_null(hdr_get(&h, "x-amzn-trace-id"));
+	assert_true(trace_extract(NULL, &c, &out, NULL));
+	assert_memory_equal(out.trace_id, ctx.trace_id, 16);
+}
+
 /* ------------------------------------------------------ inject/extract */
 
 static void context_128(trace_context *ctx)
@@ -459,6 +492,8 @@ int main(void)
 		T(otel_propagators_sets_both_lists_and_skips_unsupported_names),
 		T(dd_inject_and_extract_styles_override_the_general_one),
 		T(otel_propagators_wins_over_dd_styles),
+		T(style_lists_accept_datadog_spellings_and_drop_duplicates),
+		T(null_propagators_mean_the_default_set),
 		T(inject_with_every_style_writes_every_header),
 		T(tracecontext_without_datadog_injects_tracestate_unchanged),
 		T(round_trips_keep_128_bit_ids_across_formats),
