@@ -478,6 +478,21 @@ static tm_err w_run(sqlite_repo *r, sqlite3_stmt *st, const char *op, const char
 	return rc == SQLITE_DONE ? TM_OK : db_fail(r->wdb, rc, op, id);
 }
 
+/* Commits, or rolls back when err is set; returns the first error. */
+static tm_err w_end(sqlite_repo *r, tm_err err, const char *op, const char *id)
+{
+	if (!err) {
+		err = w_run(r, r->w[W_COMMIT], op, id);
+		if (!err)
+			return TM_OK;
+	}
+	/* Some errors (a failed COMMIT, SQLITE_FULL, I/O errors) already
+	 * ended the transaction; ROLLBACK only when one is still open. */
+	if (!sqlite3_get_autocommit(r->wdb))
+		(void)w_run(r, r->w[W_ROLLBACK], op, id);
+	return err;
+}
+
 /* Begins an IMMEDIATE transaction and reads the product (wlock held). On
  * failure the transaction is already rolled back. */
 static tm_err w_begin_read(sqlite_repo *r, const char *id, const char *op, store_product *out)
@@ -491,24 +506,7 @@ static tm_err w_begin_read(sqlite_repo *r, const char *id, const char *op, store
 	rc = sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	err = rc == SQLITE_OK ? step_product(r->wdb, st, op, id, out) : db_fail(r->wdb, rc, op, id);
 	sqlite3_reset(st);
-	if (err)
-		(void)w_run(r, r->w[W_ROLLBACK], op, id);
-	return err;
-}
-
-/* Commits, or rolls back when err is set; returns the first error. */
-static tm_err w_end(sqlite_repo *r, tm_err err, const char *op, const char *id)
-{
-	if (!err) {
-		err = w_run(r, r->w[W_COMMIT], op, id);
-		if (!err)
-			return TM_OK;
-	}
-	/* A failed COMMIT may leave the transaction open; ROLLBACK then
-	 * either ends it or reports there was none, which is fine. */
-	if (!sqlite3_get_autocommit(r->wdb))
-		(void)w_run(r, r->w[W_ROLLBACK], op, id);
-	return err;
+	return err ? w_end(r, err, op, id) : TM_OK;
 }
 
 /*

@@ -4,6 +4,7 @@
  * count outcomes in the threads and assert in the main thread (cmocka's
  * assertions are not thread-safe).
  */
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -329,6 +330,46 @@ static void opening_an_unwritable_path_fails_with_db(void **state)
 	assert_null(r);
 }
 
+static void remember_line(const char *line, size_t len, void *arg)
+{
+	tm_buf *b = arg;
+	/* A line past the cap is dropped; the assertions then fail loudly. */
+	if (tm_buf_append(b, line, len) == TM_OK && tm_buf_appendc(b, '\n') != TM_OK)
+		return;
+}
+
+static void a_file_that_is_not_a_database_fails_with_db_and_a_log_line(void **state)
+{
+	fixture *f = *state;
+	store_repo *r = NULL;
+	tm_buf lines;
+	char path[400];
+
+	snprintf(path, sizeof path, "%s/garbage.db", f->dir);
+	FILE *fp = fopen(path, "wb");
+	assert_non_null(fp);
+	for (int i = 0; i < 512; i++)
+		fputs("this is not an SQLite file ", fp);
+	fclose(fp);
+
+	tm_buf_init(&lines, 1 << 16);
+	int devnull = open("/dev/null", O_WRONLY);
+	assert_true(devnull >= 0);
+	tm_log_set_fd(devnull);
+	tm_log_set_sink(remember_line, &lines);
+	assert_int_equal(store_sqlite_open(path, &r), TM_ERR_DB);
+	tm_log_set_sink(NULL, NULL);
+	tm_log_set_fd(2);
+	close(devnull);
+	unlink(path);
+	assert_null(r);
+	assert_non_null(strstr(lines.data, "\"sqlite error\""));
+	assert_non_null(strstr(lines.data, "\"component\":\"store\""));
+	assert_non_null(strstr(lines.data, "\"op\":"));
+	assert_non_null(strstr(lines.data, "not a database"));
+	tm_buf_free(&lines);
+}
+
 /* ------------------------------------------------------------- threads */
 
 #define RACERS 8
@@ -621,6 +662,7 @@ int main(int argc, char **argv)
 		T(file_is_in_wal_mode_with_a_schema_version),
 		T(a_file_from_a_newer_schema_is_refused),
 		T(opening_an_unwritable_path_fails_with_db),
+		T(a_file_that_is_not_a_database_fails_with_db_and_a_log_line),
 		T(concurrent_creates_of_one_id_yield_exactly_one_success),
 		T(readers_proceed_while_one_writer_writes),
 		T(a_small_reader_pool_makes_threads_wait_not_fail),
