@@ -4,6 +4,7 @@
  * its C half is a separate, older package); the agent payload needs six
  * msgpack types, so a hundred lines of our own beat a dependency.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -242,13 +243,14 @@ static tm_err links_json(tm_buf *tmp, const trace_span_data *s)
 	return TRACE_PUTL(tmp, "]");
 }
 
-static bool parent_in(const trace_span_data *const *spans, size_t n, const trace_span_data *s)
+/* Is the span's parent in the same chunk (spans [lo, hi) of one trace)? */
+static bool parent_in(const trace_span_data *const *spans, const size_t *idx, size_t lo,
+		      size_t hi, const trace_span_data *s)
 {
 	if (!trace__nonzero(s->parent_span_id, 8) || s->parent_remote)
 		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!memcmp(spans[i]->span_id, s->parent_span_id, 8) &&
-		    !memcmp(spans[i]->trace_id, s->trace_id, 16))
+	for (size_t i = lo; i < hi; i++)
+		if (!memcmp(spans[idx[i]]->span_id, s->parent_span_id, 8))
 			return true;
 	return false;
 }
@@ -403,46 +405,57 @@ static tm_err encode_span(tm_buf *b, tm_buf *tmp, const trace_span_data *s, bool
 	return TM_OK;
 }
 
+static const trace_span_data *const *sort_spans;
+
+static int by_trace(const void *a, const void *b)
+{
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+	int c = memcmp(sort_spans[x]->trace_id, sort_spans[y]->trace_id, 16);
+	/* Stable on the batch order, so chunks list spans as they ended. */
+	return c ? c : (x > y) - (x < y);
+}
+
+static pthread_mutex_t sort_mu = PTHREAD_MUTEX_INITIALIZER;
+
 tm_err trace_dd_encode(const trace_span_data *const *spans, size_t n,
 		       const trace_resource *res, tm_buf *out)
 {
 	tm_err err = TM_OK;
 	size_t ntraces = 0;
-	bool *done = calloc(n ? n : 1, sizeof *done);
+	size_t *idx = malloc((n ? n : 1) * sizeof *idx);
 	tm_buf tmp;
 
-	if (!done)
+	if (!idx)
 		return TM_ERR_NOMEM;
 	tm_buf_init(&tmp, 1u << 20);
-	/* Group by trace id: the v0.4 payload is [[span…] per trace]. */
-	for (size_t i = 0; i < n; i++) {
-		bool first = true;
-		for (size_t k = 0; k < i && first; k++)
-			first = memcmp(spans[k]->trace_id, spans[i]->trace_id, 16) != 0;
-		ntraces += first;
-	}
+	/* The v0.4 payload is [[span…] per trace]: sort an index by trace id
+	 * and emit each run as one trace chunk. qsort has no context
+	 * argument in C11, hence the (rarely contended) lock. */
+	for (size_t i = 0; i < n; i++)
+		idx[i] = i;
+	pthread_mutex_lock(&sort_mu);
+	sort_spans = spans;
+	qsort(idx, n, sizeof *idx, by_trace);
+	pthread_mutex_unlock(&sort_mu);
+	for (size_t i = 0; i < n; i++)
+		ntraces += i == 0 || memcmp(spans[idx[i]]->trace_id, spans[idx[i - 1]]->trace_id, 16);
 	if ((err = mp_array(out, ntraces)))
 		goto out;
-	for (size_t i = 0; i < n; i++) {
-		if (done[i])
-			continue;
-		size_t cnt = 0;
-		for (size_t j = i; j < n; j++)
-			cnt += !memcmp(spans[j]->trace_id, spans[i]->trace_id, 16);
-		if ((err = mp_array(out, cnt)))
+	for (size_t lo = 0, hi; lo < n; lo = hi) {
+		for (hi = lo + 1; hi < n && !memcmp(spans[idx[hi]]->trace_id, spans[idx[lo]]->trace_id, 16); hi++)
+			;
+		if ((err = mp_array(out, hi - lo)))
 			goto out;
-		for (size_t j = i; j < n; j++) {
-			if (done[j] || memcmp(spans[j]->trace_id, spans[i]->trace_id, 16))
-				continue;
-			done[j] = true;
-			bool root = !parent_in(spans, n, spans[j]);
-			if ((err = encode_span(out, &tmp, spans[j], root, res)))
+		for (size_t j = lo; j < hi; j++) {
+			const trace_span_data *sp = spans[idx[j]];
+			bool root = !parent_in(spans, idx, lo, hi, sp);
+			if ((err = encode_span(out, &tmp, sp, root, res)))
 				goto out;
 		}
 	}
 out:
 	tm_buf_free(&tmp);
-	free(done);
+	free(idx);
 	return err;
 }
 

@@ -47,6 +47,7 @@ struct trace_span {
 void *trace__span_alloc(trace_span *s, size_t n, size_t align);
 char *trace__span_strdup(trace_span *s, const char *str, size_t max);
 void trace__span_release(trace_span *s);
+void trace__span_free_chunks(trace_span *s);
 
 /* Fills the propagator config (OTEL_PROPAGATORS / DD_TRACE_PROPAGATION_STYLE*)
  * through the propagation files' trace_propagators_from_env(). */
@@ -85,6 +86,8 @@ tm_err trace__http_send(const char *method, const char *url,
 
 typedef struct trace__bsp trace__bsp;
 
+#define TRACE_STAT_STRIPES 8
+
 struct trace_tracer {
 	trace_config cfg;
 	trace_resource res;
@@ -95,15 +98,21 @@ struct trace_tracer {
 	trace__bsp *bsp;         /* NULL when synchronous */
 	pthread_mutex_t sync_mu; /* synchronous processor: serialises exporters */
 	uint64_t rec_mask;       /* unused; reserved */
-	/* stats (atomic) */
-	uint64_t n_started, n_sampled, n_ended, n_dropped, n_exported,
-		n_export_failures, n_attrs_dropped;
+	/* Hot counters are striped per thread so that threads ending spans
+	 * do not fight over one cache line; the rest are plain atomics. */
+	struct {
+		uint64_t unsampled, sampled, ended;
+		char pad[40];
+	} hot[TRACE_STAT_STRIPES];
+	uint64_t n_dropped, n_exported, n_export_failures, n_attrs_dropped;
 };
 
 tm_err trace__bsp_start(trace_tracer *t) TM_WARN_UNUSED;
 /* Never blocks: false when the queue is full (the caller counts a drop). */
 bool trace__bsp_enqueue(trace__bsp *b, trace_span *s);
 tm_err trace__bsp_flush(trace__bsp *b) TM_WARN_UNUSED;
+/* Recycled memory for a recording span (TRACE_SPAN_ARENA_INLINE), or NULL. */
+trace_span *trace__bsp_pool_get(trace__bsp *b);
 void trace__bsp_stop(trace__bsp *b);
 /* Runs every exporter on a batch; counts and logs failures. */
 void trace__export_batch(trace_tracer *t, const trace_span_data *const *spans,

@@ -1,7 +1,7 @@
 /*
  * Batch span processor: a bounded lock-free ring (Vyukov's bounded MPMC
- * queue, used here with a single consumer) between the threads ending spans
- * and one exporter thread. Ending a span is a CAS and a store: it never
+ * queue) between the threads ending spans and one exporter thread, and a
+ * second ring recycling span memory back to the producers. Ending a span is a CAS and a store: it never
  * blocks and never allocates; a full ring drops the span and counts it.
  */
 #include <errno.h>
@@ -17,15 +17,85 @@ struct cell {
 	trace_span *span;
 };
 
+/* Vyukov's bounded MPMC ring: a cell's sequence number says whether it is
+ * free for the producer at pos (seq == pos) or full for the consumer at
+ * pos (seq == pos + 1). Both sides claim positions with a CAS. */
+struct ring {
+	struct cell *cells;
+	uint64_t mask;
+	char pad0[64];
+	uint64_t enq;
+	char pad1[64];
+	uint64_t deq;
+	char pad2[64];
+};
+
+static tm_err ring_init(struct ring *r, uint64_t size)
+{
+	r->cells = calloc(size, sizeof *r->cells);
+	if (!r->cells)
+		return TM_ERR_NOMEM;
+	r->mask = size - 1;
+	r->enq = r->deq = 0;
+	for (uint64_t i = 0; i < size; i++)
+		r->cells[i].seq = i;
+	return TM_OK;
+}
+
+/* Returns the position taken, or UINT64_MAX when full. */
+static uint64_t ring_push(struct ring *r, trace_span *s)
+{
+	uint64_t pos = __atomic_load_n(&r->enq, __ATOMIC_RELAXED);
+	struct cell *c;
+
+	for (;;) {
+		c = &r->cells[pos & r->mask];
+		uint64_t seq = __atomic_load_n(&c->seq, __ATOMIC_ACQUIRE);
+		int64_t dif = (int64_t)(seq - pos);
+		if (dif == 0) {
+			if (__atomic_compare_exchange_n(&r->enq, &pos, pos + 1, true,
+							__ATOMIC_RELAXED, __ATOMIC_RELAXED))
+				break;
+		} else if (dif < 0) {
+			return UINT64_MAX;
+		} else {
+			pos = __atomic_load_n(&r->enq, __ATOMIC_RELAXED);
+		}
+	}
+	c->span = s;
+	__atomic_store_n(&c->seq, pos + 1, __ATOMIC_RELEASE);
+	return pos;
+}
+
+static trace_span *ring_pop(struct ring *r)
+{
+	uint64_t pos = __atomic_load_n(&r->deq, __ATOMIC_RELAXED);
+	struct cell *c;
+
+	for (;;) {
+		c = &r->cells[pos & r->mask];
+		uint64_t seq = __atomic_load_n(&c->seq, __ATOMIC_ACQUIRE);
+		int64_t dif = (int64_t)(seq - (pos + 1));
+		if (dif == 0) {
+			if (__atomic_compare_exchange_n(&r->deq, &pos, pos + 1, true,
+							__ATOMIC_RELAXED, __ATOMIC_RELAXED))
+				break;
+		} else if (dif < 0) {
+			return NULL;
+		} else {
+			pos = __atomic_load_n(&r->deq, __ATOMIC_RELAXED);
+		}
+	}
+	trace_span *s = c->span;
+	__atomic_store_n(&c->seq, pos + r->mask + 1, __ATOMIC_RELEASE);
+	return s;
+}
+
 struct trace__bsp {
 	trace_tracer *t;
-	struct cell *ring;
-	uint64_t mask;
+	struct ring q;           /* ended spans, to the exporter */
+	struct ring pool;        /* exported span memory, back to producers */
 	uint32_t batch;
-	char pad0[64];
-	uint64_t enq;            /* producers (CAS) */
-	char pad1[64];
-	uint64_t deq;            /* exporter thread only */
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t wake;     /* to the exporter thread */
@@ -46,25 +116,9 @@ static uint64_t roundup_pow2(uint64_t v)
 
 bool trace__bsp_enqueue(trace__bsp *b, trace_span *s)
 {
-	uint64_t pos = __atomic_load_n(&b->enq, __ATOMIC_RELAXED);
-	struct cell *c;
-
-	for (;;) {
-		c = &b->ring[pos & b->mask];
-		uint64_t seq = __atomic_load_n(&c->seq, __ATOMIC_ACQUIRE);
-		int64_t dif = (int64_t)(seq - pos);
-		if (dif == 0) {
-			if (__atomic_compare_exchange_n(&b->enq, &pos, pos + 1, true,
-							__ATOMIC_RELAXED, __ATOMIC_RELAXED))
-				break;
-		} else if (dif < 0) {
-			return false; /* full */
-		} else {
-			pos = __atomic_load_n(&b->enq, __ATOMIC_RELAXED);
-		}
-	}
-	c->span = s;
-	__atomic_store_n(&c->seq, pos + 1, __ATOMIC_RELEASE);
+	uint64_t pos = ring_push(&b->q, s);
+	if (pos == UINT64_MAX)
+		return false; /* full */
 	/* Wake the exporter once per full batch, not per span: the lock is
 	 * taken on 1/batch of the ends only. */
 	if ((pos + 1) % b->batch == 0) {
@@ -75,21 +129,34 @@ bool trace__bsp_enqueue(trace__bsp *b, trace_span *s)
 	return true;
 }
 
+/*
+ * Span memory recycling: glibc's malloc takes an arena lock when one thread
+ * frees what another allocated, which dominated the cost of a span. The
+ * exporter thread hands finished spans back through a second ring instead.
+ */
+trace_span *trace__bsp_pool_get(trace__bsp *b)
+{
+	return ring_pop(&b->pool);
+}
+
+static void recycle(trace__bsp *b, trace_span *s)
+{
+	if (__atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL))
+		return; /* a scope still holds it; its release frees it */
+	trace__span_free_chunks(s);
+	if (ring_push(&b->pool, s) == UINT64_MAX)
+		free(s);
+}
+
 static trace_span *dequeue(trace__bsp *b)
 {
-	struct cell *c = &b->ring[b->deq & b->mask];
-	uint64_t seq = __atomic_load_n(&c->seq, __ATOMIC_ACQUIRE);
-	if (seq != b->deq + 1)
-		return NULL;
-	trace_span *s = c->span;
-	__atomic_store_n(&c->seq, b->deq + b->mask + 1, __ATOMIC_RELEASE);
-	b->deq++;
-	return s;
+	return ring_pop(&b->q);
 }
 
 static uint64_t queued(trace__bsp *b)
 {
-	return __atomic_load_n(&b->enq, __ATOMIC_RELAXED) - b->deq;
+	return __atomic_load_n(&b->q.enq, __ATOMIC_RELAXED) -
+	       __atomic_load_n(&b->q.deq, __ATOMIC_RELAXED);
 }
 
 /* Exports at most one batch; returns how many spans it took. */
@@ -106,7 +173,7 @@ static size_t export_one_batch(trace__bsp *b)
 	if (n)
 		trace__export_batch(b->t, b->out, n);
 	for (size_t i = 0; i < n; i++)
-		trace__span_release(b->held[i]);
+		recycle(b, b->held[i]);
 	return n;
 }
 
@@ -138,8 +205,8 @@ static void *exporter_main(void *arg)
 
 		/* Drain what is there now: on timer, flush or stop everything,
 		 * otherwise full batches only. */
-		uint64_t target = __atomic_load_n(&b->enq, __ATOMIC_ACQUIRE);
-		while ((int64_t)(target - b->deq) > 0)
+		uint64_t target = __atomic_load_n(&b->q.enq, __ATOMIC_ACQUIRE);
+		while ((int64_t)(target - __atomic_load_n(&b->q.deq, __ATOMIC_RELAXED)) > 0)
 			if (!export_one_batch(b))
 				break;
 
@@ -165,15 +232,11 @@ tm_err trace__bsp_start(trace_tracer *t)
 		return TM_ERR_NOMEM;
 	size = roundup_pow2(t->cfg.bsp_max_queue_size);
 	b->t = t;
-	b->mask = size - 1;
 	b->batch = t->cfg.bsp_max_export_batch_size;
-	b->ring = calloc(size, sizeof *b->ring);
 	b->out = calloc(b->batch, sizeof *b->out);
 	b->held = calloc(b->batch, sizeof *b->held);
-	if (!b->ring || !b->out || !b->held)
+	if (ring_init(&b->q, size) || ring_init(&b->pool, size) || !b->out || !b->held)
 		goto nomem;
-	for (uint64_t i = 0; i < size; i++)
-		b->ring[i].seq = i;
 	pthread_mutex_init(&b->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -189,7 +252,8 @@ tm_err trace__bsp_start(trace_tracer *t)
 	t->bsp = b;
 	return TM_OK;
 nomem:
-	free(b->ring);
+	free(b->q.cells);
+	free(b->pool.cells);
 	free(b->out);
 	free(b->held);
 	free(b);
@@ -228,10 +292,13 @@ void trace__bsp_stop(trace__bsp *b)
 	/* Spans ended concurrently with the stop (a caller bug, but no leak). */
 	while ((s = dequeue(b)))
 		trace__span_release(s);
+	while ((s = ring_pop(&b->pool)))
+		free(s);
 	pthread_cond_destroy(&b->wake);
 	pthread_cond_destroy(&b->flushed);
 	pthread_mutex_destroy(&b->mu);
-	free(b->ring);
+	free(b->q.cells);
+	free(b->pool.cells);
 	free(b->out);
 	free(b->held);
 	free(b);

@@ -18,9 +18,18 @@ struct tls_state {
 	unsigned depth;
 	unsigned overflow; /* activations past the max, not pushed */
 	const char *service;
+	unsigned stripe; /* 1 + stats stripe, 0 until assigned */
 };
 
 static __thread struct tls_state tls;
+static unsigned stripe_next;
+
+static inline unsigned stripe(void)
+{
+	if (__builtin_expect(!tls.stripe, 0))
+		tls.stripe = 1 + __atomic_fetch_add(&stripe_next, 1, __ATOMIC_RELAXED) % TRACE_STAT_STRIPES;
+	return tls.stripe - 1;
+}
 
 #define ADD(field, n) __atomic_fetch_add(&(field), (n), __ATOMIC_RELAXED)
 
@@ -64,13 +73,19 @@ char *trace__span_strdup(trace_span *s, const char *str, size_t max)
 	return p;
 }
 
-static void span_free(trace_span *s)
+void trace__span_free_chunks(trace_span *s)
 {
 	struct trace__chunk *c = s->chunks, *next;
 	for (; c; c = next) {
 		next = c->next;
 		free(c);
 	}
+	s->chunks = NULL;
+}
+
+static void span_free(trace_span *s)
+{
+	trace__span_free_chunks(s);
 	free(s);
 }
 
@@ -198,12 +213,12 @@ static uint64_t nonzero_rand(void)
 	return v;
 }
 
-static void new_trace_id(uint8_t id[16])
+static void new_trace_id(uint8_t id[16], uint64_t now_ns)
 {
 	/* First 4 bytes: Unix seconds, as X-Ray requires of its trace ids
 	 * (and Datadog does for 128-bit ids); the other 12 bytes random, so
 	 * the W3C level 2 "random" flag holds for the low 7 bytes. */
-	uint64_t hi = ((tm_clock_wall_ns() / TM_NS_PER_S) << 32) |
+	uint64_t hi = ((now_ns / TM_NS_PER_S) << 32) |
 		      (tm_rand_u64() & 0xffffffffu);
 	trace__put_be64(id, hi);
 	trace__put_be64(id + 8, nonzero_rand());
@@ -252,10 +267,12 @@ trace_span *trace_span_start(trace_tracer *t, const char *name,
 	case TRACE_PARENT_NONE:
 		break;
 	}
+	/* One clock read serves the start time and the id's time prefix. */
+	uint64_t start_ns = opts->start_ns ? opts->start_ns : tm_clock_wall_ns();
 	if (pv.valid)
 		memcpy(trace_id, pv.ctxhead.trace_id, 16);
 	else
-		new_trace_id(trace_id);
+		new_trace_id(trace_id, start_ns);
 
 	if (t && !t->cfg.disabled)
 		sampled = trace_sampler_decide(t->cfg.sampler, t->cfg.sampler_ratio, trace_id,
@@ -264,7 +281,9 @@ trace_span *trace_span_start(trace_tracer *t, const char *name,
 		sampled = pv.ctxhead.flags & TRACE_FLAG_SAMPLED, prio = pv.ctxhead.priority;
 
 	if (sampled && t && !t->cfg.disabled) {
-		s = malloc(sizeof *s + TRACE_SPAN_ARENA_INLINE);
+		s = t->bsp ? trace__bsp_pool_get(t->bsp) : NULL;
+		if (!s)
+			s = malloc(sizeof *s + TRACE_SPAN_ARENA_INLINE);
 		if (!s)
 			goto nonrecording;
 		memset(s, 0, sizeof *s);
@@ -305,13 +324,13 @@ nonrecording:
 	s->d.dd_tags = arena_str(s, pv.dd_tags, TRACE_DD_TAGS_MAX);
 	s->d.name = "";
 	s->d.service = t ? t->res.service_name : "unknown_service";
-	if (t)
-		ADD(t->n_started, 1);
-	if (!s->recording)
+	if (!s->recording) {
+		if (t)
+			ADD(t->hot[stripe()].unsampled, 1);
 		return s;
-
-	ADD(t->n_sampled, 1);
-	s->d.start_ns = opts->start_ns ? opts->start_ns : tm_clock_wall_ns();
+	}
+	ADD(t->hot[stripe()].sampled, 1);
+	s->d.start_ns = start_ns;
 	s->d.name = arena_str(s, name, t->cfg.attr_value_length_limit);
 	const char *svc = opts->service ? opts->service : tls.service ? tls.service : pv.service;
 	if (svc && svc != t->res.service_name && strcmp(svc, t->res.service_name))
@@ -441,11 +460,16 @@ static void attrs_set(trace_span *s, trace_attr **list, uint32_t *n, uint32_t *c
 {
 	if (!a->key || !*a->key || (unsigned)a->type > TRACE_ATTR_BOOL_ARRAY)
 		return;
-	for (uint32_t i = 0; i < *n; i++)
-		if (!strcmp((*list)[i].key, a->key)) {
+	for (uint32_t i = 0; i < *n; i++) {
+		const char *k = (*list)[i].key;
+		/* First byte before strcmp: most keys differ there. */
+		if (k[0] != a->key[0] || strcmp(k, a->key))
+			continue;
+		{
 			attr_copy(s, &(*list)[i], a);
 			return;
 		}
+	}
 	if (*n >= limit) {
 		(*dropped)++;
 		ADD(s->t->n_attrs_dropped, 1);
@@ -634,7 +658,7 @@ void trace_span_end(trace_span *s, uint64_t end_ns)
 	if (s->d.end_ns < s->d.start_ns)
 		s->d.end_ns = s->d.start_ns;
 	s->ended = true;
-	ADD(t->n_ended, 1);
+	ADD(t->hot[stripe()].ended, 1);
 	if (t->bsp) {
 		/* The owner's reference goes with the span into the queue. */
 		if (!trace__bsp_enqueue(t->bsp, s)) {
@@ -986,9 +1010,13 @@ void trace_tracer_stats(const trace_tracer *t, trace_stats *out)
 	memset(out, 0, sizeof *out);
 	if (!t)
 		return;
-	out->spans_started = LOAD(n_started);
-	out->spans_sampled = LOAD(n_sampled);
-	out->spans_ended = LOAD(n_ended);
+	for (int i = 0; i < TRACE_STAT_STRIPES; i++) {
+		uint64_t u = __atomic_load_n(&t->hot[i].unsampled, __ATOMIC_RELAXED);
+		uint64_t sm = __atomic_load_n(&t->hot[i].sampled, __ATOMIC_RELAXED);
+		out->spans_started += u + sm;
+		out->spans_sampled += sm;
+		out->spans_ended += __atomic_load_n(&t->hot[i].ended, __ATOMIC_RELAXED);
+	}
 	out->spans_dropped = LOAD(n_dropped);
 	out->spans_exported = LOAD(n_exported);
 	out->export_failures = LOAD(n_export_failures);
