@@ -626,6 +626,7 @@ static int run_state(flow_execution *x, const char *name, const json_t *st,
 	uint64_t entered_ns = tm_clock_wall_ns();
 	json_t *ctx = make_context(x, name, entered_ns);
 	json_t *effective = NULL, *result = NULL, *output = NULL, *tmp;
+	json_t *pending_vars = NULL; /* Assign values, committed on success */
 	flow__env env = {.context = ctx, .scope = scope};
 	int rc = -1;
 
@@ -697,7 +698,7 @@ static int run_state(flow_execution *x, const char *name, const json_t *st,
 			}
 		}
 		env.input = raw;
-		if (!do_assign(assign, &env, scope, f))
+		if (assign && !(pending_vars = flow__template_apply(assign, &env, f)))
 			goto fail_state;
 		env.input = effective;
 		output = apply_io_path(st, "OutputPath", effective, &env, f);
@@ -763,7 +764,8 @@ static int run_state(flow_execution *x, const char *name, const json_t *st,
 			wait_ns = when > now ? (uint64_t)((double)(when - now) * tm_clock_scale()) : 0;
 		}
 		env.input = raw;
-		if (!do_assign(json_object_get(st, "Assign"), &env, scope, f))
+		if (json_object_get(st, "Assign") &&
+		    !(pending_vars = flow__template_apply(json_object_get(st, "Assign"), &env, f)))
 			goto fail_state;
 		if (wait_ns)
 			sleep_model(x, wait_ns);
@@ -847,9 +849,11 @@ static int run_state(flow_execution *x, const char *name, const json_t *st,
 		}
 		goto fail_state;
 	}
-	{
+	if (json_object_get(st, "Assign")) {
+		/* computed from the result now, visible from the next state on
+		 * (this state's ResultPath/OutputPath still see old values) */
 		flow__env aenv = {.input = result, .context = ctx, .scope = scope};
-		if (!do_assign(json_object_get(st, "Assign"), &aenv, scope, f))
+		if (!(pending_vars = flow__template_apply(json_object_get(st, "Assign"), &aenv, f)))
 			goto fail_state;
 	}
 	tmp = apply_result_path(st, raw, result, f);
@@ -867,6 +871,8 @@ done:
 		rc = -1;
 		goto out_noretry;
 	}
+	if (pending_vars)
+		json_object_update(scope->vars, pending_vars);
 	snprintf(ev, sizeof ev, "%sStateExited", type);
 	emit(x, ev, details_io(name, "output", output));
 	s->output = output;
@@ -909,6 +915,7 @@ fail_state:
 out_noretry:
 	rc = rc == 0 ? -1 : rc;
 out:
+	json_decref(pending_vars);
 	json_decref(ctx);
 	json_decref(effective);
 	json_decref(result);

@@ -102,7 +102,9 @@ static char *parse_quoted(const char **pp)
 	tm_buf b;
 	tm_buf_init(&b, 1 << 16);
 	while (*p && *p != q) {
-		if (*p == '\\' && p[1])
+		/* only the quote itself is escaped: AWS keeps other
+		 * backslashes ("$['a\\"b']" names the key a\"b) */
+		if (*p == '\\' && p[1] == q)
 			p++;
 		if (tm_buf_appendc(&b, *p) != TM_OK) {
 			tm_buf_free(&b);
