@@ -53,6 +53,13 @@ tm_err fabric_pattern_compile(const char *json_text, size_t len,
 tm_err fabric_pattern_compile_json(const json_t *pattern,
 				   fabric_pattern **out /* OUT */,
 				   char *errmsg, size_t errsize) TM_WARN_UNUSED;
+/*
+ * Parses JSON text (an event or a pattern) as the bus does: like
+ * tm_json_parse, but integers too large for 64 bits are kept as doubles
+ * instead of failing. Caller owns *out (json_decref).
+ */
+tm_err fabric_json_parse(const char *text, size_t len, json_t **out /* OUT */,
+			 char *errmsg, size_t errsize) TM_WARN_UNUSED;
 /* True when event (a JSON object) matches. Thread-safe, allocation-free. */
 bool fabric_pattern_match(const fabric_pattern *p, const json_t *event);
 void fabric_pattern_free(fabric_pattern *p);

@@ -1462,10 +1462,29 @@ out:
 	return cc.err;
 }
 
+tm_err fabric_json_parse(const char *text, size_t len, json_t **out,
+			 char *errmsg, size_t errsize)
+{
+	json_error_t jerr;
+
+	*out = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
+	/* Integers past 64 bits (account numbers, DynamoDB sequence numbers
+	 * written as numbers) are valid JSON: keep them, as doubles. */
+	if (!*out && json_error_code(&jerr) == json_error_numeric_overflow)
+		*out = json_loadb(text, len, JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, &jerr);
+	if (*out)
+		return TM_OK;
+	if (errmsg && errsize)
+		snprintf(errmsg, errsize, "%s at line %d, column %d", jerr.text,
+			 jerr.line, jerr.column);
+	return TM_ERR_PARSE;
+}
+
 tm_err fabric_pattern_compile(const char *json_text, size_t len,
 			      fabric_pattern **out, char *errmsg, size_t errsize)
 {
 	json_t *v = NULL;
+	char jmsg[200];
 	tm_err err;
 
 	*out = NULL;
@@ -1475,13 +1494,10 @@ tm_err fabric_pattern_compile(const char *json_text, size_t len,
 				 FABRIC_PATTERN_MAX_TEXT);
 		return TM_ERR_LIMIT;
 	}
-	err = tm_json_parse(json_text, len, &v, errmsg, errsize);
+	err = fabric_json_parse(json_text, len, &v, jmsg, sizeof jmsg);
 	if (err) {
-		if (errmsg && errsize) {
-			char tmp[256];
-			snprintf(tmp, sizeof tmp, "%s", errmsg);
-			snprintf(errmsg, errsize, "event pattern is not valid JSON: %s", tmp);
-		}
+		if (errmsg && errsize)
+			snprintf(errmsg, errsize, "event pattern is not valid JSON: %s", jmsg);
 		return err;
 	}
 	err = fabric_pattern_compile_json(v, out, errmsg, errsize);

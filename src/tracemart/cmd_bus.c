@@ -50,7 +50,7 @@ static int test_pattern(const char *pattern_path, const char *event_path)
 	if (!read_file("pattern", pattern_path, &ptext) ||
 	    !read_file("event", event_path, &etext))
 		goto out;
-	if (tm_json_parse(etext.data, etext.len, &event, errmsg, sizeof errmsg)) {
+	if (fabric_json_parse(etext.data, etext.len, &event, errmsg, sizeof errmsg)) {
 		fprintf(stderr, "tracemart bus: event %s is not valid JSON: %s\n",
 			event_path, errmsg);
 		goto out;

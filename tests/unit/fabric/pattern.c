@@ -458,6 +458,23 @@ static void limits_are_enforced(void **state)
 	rejects(buf, "larger than");
 }
 
+static void integers_past_64_bits_are_kept_as_numbers(void **state)
+{
+	(void)state;
+	const char *ev = "{\"seq\":49658361752382621885697088319781165717078428243510427650,\"n\":5}";
+	fabric_pattern *p = compile_ok("{\"seq\":[{\"numeric\":[\">\",1e50]}],\"n\":[5]}");
+	json_t *v = NULL;
+	char err[256];
+
+	assert_int_equal(fabric_json_parse(ev, strlen(ev), &v, err, sizeof err), TM_OK);
+	assert_true(fabric_pattern_match(p, v));
+	json_decref(v);
+	fabric_pattern_free(p);
+	fabric_pattern_free(compile_ok("{\"account\":[123456789012345678901234567890]}"));
+	assert_int_equal(fabric_json_parse("{\"a\":", 5, &v, err, sizeof err), TM_ERR_PARSE);
+	assert_null(v);
+}
+
 /* ------------------------------------------------------------ concurrency */
 
 struct race {
@@ -592,6 +609,7 @@ int main(void)
 		cmocka_unit_test(malformed_or_is_rejected),
 		cmocka_unit_test(malformed_patterns_are_rejected_with_the_path),
 		cmocka_unit_test(limits_are_enforced),
+		cmocka_unit_test(integers_past_64_bits_are_kept_as_numbers),
 		cmocka_unit_test(one_pattern_matches_from_many_threads),
 		cmocka_unit_test(aws_recorded_conformance_cases_all_pass),
 	};
