@@ -571,6 +571,11 @@ void trace_span_end(trace_span *s, uint64_t end_ns);
 bool trace_span_is_recording(const trace_span *s);
 /* The span's context (for injection, links, hand-off). */
 void trace_span_context(const trace_span *s, trace_context *out /* OUT */);
+/* Injects the span's context (trace_inject; p NULL = default propagators)
+ * and tags the span with _dd.propagation_error when Datadog tags had to be
+ * dropped. For the http client and fabric publish. */
+void trace_span_inject(trace_span *s, const trace_propagators *p,
+		       const trace_baggage *bag, trace_carrier *c);
 void trace_span_set_name(trace_span *s, const char *name);
 /* Per-span service.name (the reference app runs several services per process). */
 void trace_span_set_service(trace_span *s, const char *service);

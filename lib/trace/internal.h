@@ -35,6 +35,7 @@ struct trace_span {
 	uint32_t attr_cap;
 	uint32_t event_cap;
 	uint32_t link_cap;
+	const char *xray_lineage; /* propagated back as received, "" if none */
 	trace_attr *attrs;       /* == d.attrs, writable */
 	trace_event_data *events;
 	trace_link_data *links;

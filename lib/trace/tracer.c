@@ -169,6 +169,8 @@ struct parent_view {
 	const char *tracestate;
 	const char *dd_origin;
 	const char *dd_tags;
+	const char *xray_lineage;
+	const char *dd_error;   /* remote contexts only: extraction problems */
 };
 
 static void parent_from_span(struct parent_view *pv, const trace_span *p)
@@ -183,6 +185,7 @@ static void parent_from_span(struct parent_view *pv, const trace_span *p)
 	pv->tracestate = p->d.tracestate;
 	pv->dd_origin = p->d.dd_origin;
 	pv->dd_tags = p->d.dd_tags;
+	pv->xray_lineage = p->xray_lineage;
 	/* A placeholder stands for a captured or remote context. */
 	pv->remote = p->placeholder ? p->d.parent_remote : false;
 	pv->service = p->placeholder ? NULL : p->d.service;
@@ -200,6 +203,8 @@ static void parent_from_ctx(struct parent_view *pv, const trace_context *c)
 	pv->tracestate = c->tracestate;
 	pv->dd_origin = c->dd_origin;
 	pv->dd_tags = c->dd_tags;
+	pv->xray_lineage = c->xray_lineage;
+	pv->dd_error = c->dd_error;
 	pv->remote = c->remote;
 }
 
@@ -294,7 +299,8 @@ trace_span *trace_span_start(trace_tracer *t, const char *name,
 nonrecording:
 		/* Non-recording: only what propagation needs, sized exactly. */
 		sampled = false;
-		size_t extra = slen(pv.tracestate) + slen(pv.dd_origin) + slen(pv.dd_tags) + 3;
+		size_t extra = slen(pv.tracestate) + slen(pv.dd_origin) + slen(pv.dd_tags) +
+			       slen(pv.xray_lineage) + 4;
 		s = malloc(sizeof *s + extra);
 		if (!s)
 			return NULL;
@@ -322,6 +328,7 @@ nonrecording:
 	s->d.tracestate = arena_str(s, pv.tracestate, TRACE_TRACESTATE_MAX);
 	s->d.dd_origin = arena_str(s, pv.dd_origin, TRACE_DD_ORIGIN_MAX);
 	s->d.dd_tags = arena_str(s, pv.dd_tags, TRACE_DD_TAGS_MAX);
+	s->xray_lineage = arena_str(s, pv.xray_lineage, TRACE_XRAY_LINEAGE_MAX);
 	s->d.name = "";
 	s->d.service = t ? t->res.service_name : "unknown_service";
 	if (!s->recording) {
@@ -341,6 +348,9 @@ nonrecording:
 	s->d.attrs = s->attrs;
 	if (opts->nattrs)
 		trace_span_set_attrs(s, opts->attrs, opts->nattrs);
+	/* Datadog: a local root records what extraction had to drop. */
+	if (pv.dd_error && *pv.dd_error)
+		trace_span_set_str(s, "_dd.propagation_error", pv.dd_error);
 	for (size_t i = 0; i < opts->nlinks; i++)
 		trace_span_add_link(s, &opts->links[i]);
 	return s;
@@ -365,9 +375,7 @@ bool trace_span_is_recording(const trace_span *s)
 
 void trace_span_context(const trace_span *s, trace_context *out)
 {
-	memset(out, 0, offsetof(trace_context, tracestate));
-	out->tracestate[0] = out->dd_origin[0] = out->dd_tags[0] = '\0';
-	out->priority = TRACE_PRIORITY_UNSET;
+	trace_context_init(out);
 	if (!s)
 		return;
 	memcpy(out->trace_id, s->d.trace_id, 16);
@@ -378,6 +386,23 @@ void trace_span_context(const trace_span *s, trace_context *out)
 	snprintf(out->tracestate, sizeof out->tracestate, "%s", s->d.tracestate);
 	snprintf(out->dd_origin, sizeof out->dd_origin, "%s", s->d.dd_origin);
 	snprintf(out->dd_tags, sizeof out->dd_tags, "%s", s->d.dd_tags);
+	snprintf(out->xray_lineage, sizeof out->xray_lineage, "%s",
+		 s->xray_lineage ? s->xray_lineage : "");
+}
+
+void trace_span_inject(trace_span *s, const trace_propagators *p, const trace_baggage *bag,
+		       trace_carrier *c)
+{
+	trace_context ctx;
+	const char *e;
+
+	if (!s || !c)
+		return;
+	trace_span_context(s, &ctx);
+	trace_inject(p, &ctx, bag, c);
+	/* Datadog: tags that did not fit x-datadog-tags are reported on the span. */
+	if ((e = trace_dd_inject_error(&ctx)))
+		trace_span_set_str(s, "_dd.propagation_error", e);
 }
 
 static bool writable(const trace_span *s)
@@ -752,7 +777,8 @@ trace_scope trace_context_activate(const trace_context *ctx)
 
 	if (!ctx || !trace__nonzero(ctx->trace_id, 16) || !trace__nonzero(ctx->span_id, 8))
 		return sc;
-	extra = strlen(ctx->tracestate) + strlen(ctx->dd_origin) + strlen(ctx->dd_tags) + 3;
+	extra = strlen(ctx->tracestate) + strlen(ctx->dd_origin) + strlen(ctx->dd_tags) +
+		strlen(ctx->xray_lineage) + 4;
 	s = malloc(sizeof *s + extra);
 	if (!s)
 		return sc;
@@ -771,6 +797,7 @@ trace_scope trace_context_activate(const trace_context *ctx)
 	s->d.tracestate = arena_str(s, ctx->tracestate, TRACE_TRACESTATE_MAX);
 	s->d.dd_origin = arena_str(s, ctx->dd_origin, TRACE_DD_ORIGIN_MAX);
 	s->d.dd_tags = arena_str(s, ctx->dd_tags, TRACE_DD_TAGS_MAX);
+	s->xray_lineage = arena_str(s, ctx->xray_lineage, TRACE_XRAY_LINEAGE_MAX);
 	s->d.service = "";
 	sc = trace_span_activate(s);
 	trace__span_release(s); /* the scope holds the only reference */

@@ -338,6 +338,35 @@ static void disabled_tracer_hands_out_nonrecording_spans_that_propagate(void **s
 	trace_tracer_shutdown(t2);
 }
 
+static void span_inject_writes_traceparent_and_children_keep_lineage(void **state)
+{
+	trace_context rc;
+	trace_context_init(&rc);
+	rc.trace_id[15] = 0x42;
+	rc.span_id[7] = 0x43;
+	rc.flags = 1;
+	rc.remote = true;
+	snprintf(rc.xray_lineage, sizeof rc.xray_lineage, "a87bd80c:1|68fd508a:5");
+	snprintf(rc.dd_error, sizeof rc.dd_error, "extract_max_size");
+	trace_span *s = trace_span_start_server(tr, "inj", &rc, 0);
+	json_t *obj = json_object();
+	trace_carrier c = trace_carrier_json(obj);
+	trace_span_inject(s, NULL, NULL, &c);
+	trace_context out;
+	trace_span_context(s, &out);
+	assert_string_equal(out.xray_lineage, "a87bd80c:1|68fd508a:5");
+	assert_string_equal(out.dd_error, ""); /* never propagated */
+	const char *tp = tm_json_str(obj, "traceparent");
+	assert_non_null(tp);
+	char want[56];
+	trace_span_traceresponse(s, want);
+	assert_string_equal(tp, want);
+	trace_span_end(s, 0);
+	assert_string_equal(tm_json_str(otlp_attr(last_span(), "_dd.propagation_error"), "stringValue"),
+			    "extract_max_size");
+	json_decref(obj);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -355,6 +384,7 @@ int main(void)
 		cmocka_unit_test(service_comes_from_span_then_thread_then_parent_then_tracer),
 		cmocka_unit_test(log_lines_carry_trace_ids_while_a_span_is_current),
 		cmocka_unit_test(disabled_tracer_hands_out_nonrecording_spans_that_propagate),
+		cmocka_unit_test(span_inject_writes_traceparent_and_children_keep_lineage),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
