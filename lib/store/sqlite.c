@@ -764,6 +764,11 @@ tm_err store__sqlite_open(const store_config *cfg, const store_backend_ops **ops
 	*impl_out = r;
 	return TM_OK;
 fail:
+	if (r->wdb && (sqlite3_errcode(r->wdb) & 0xff) == SQLITE_BUSY)
+		tm_log(TM_LOG_ERROR, "store", "database file is in use by another process",
+		       "path", r->path, "hint", r->multi_process ? "" :
+		       "the store locks its file to one process; is another tracemart "
+		       "using this data dir?", NULL);
 	sq_close(r);
 	return err;
 }
