@@ -721,13 +721,15 @@ static char *fold_str(struct compiler *cc, const char *s, size_t len,
 #define WC_STAR 256
 
 /*
- * Wildcard complexity as event-ruler's MachineComplexityEvaluator sees a
- * single value: the byte machine over '"' value '"' where each '*' is a
- * state looping on every byte; the worst input's simultaneously live
- * states, plus the star states reachable from them by any byte, count.
- * Live sets are explored exhaustively (they stay small: anything reaching
- * the limit stops the search).
+ * Wildcard complexity as event-ruler's MachineComplexityEvaluator sees one
+ * field: the byte automaton over '"' value '"' of every wildcard value of
+ * the field, where each '*' is a state looping on every byte. For the worst
+ * input, count the live states plus the star states one byte away from
+ * them (a state shared by n values counts n: the values are kept as
+ * separate automata, which sums the same). Live sets are explored
+ * exhaustively; they stay small, as reaching the limit ends the search.
  */
+#define WC_END (-2)
 #define WC_MAX_SETS 4096
 
 struct wc_set {
@@ -760,43 +762,53 @@ static bool wc_has(const struct wc_set *x, uint16_t v)
 	return false;
 }
 
-/* Returns the complexity, capped at FABRIC_WILDCARD_MAX_COMPLEXITY. */
-static int wildcard_complexity(const int *tok, size_t T)
+/*
+ * tok holds the automata back to back, each ending with WC_END (its
+ * accepting state); starts[] are their first states. Returns the
+ * complexity, capped at FABRIC_WILDCARD_MAX_COMPLEXITY.
+ */
+static int wildcard_complexity(const int *tok, const uint16_t *starts, size_t nstarts)
 {
 	const int cap = FABRIC_WILDCARD_MAX_COMPLEXITY;
-	bool seen_byte[257] = {false};
+	bool seen_byte[256] = {false};
 	int alphabet[257];
-	size_t na = 0;
+	size_t na = 0, nsets = 1, head = 0;
 	struct wc_set *sets;
-	size_t nsets = 1, head = 0;
+	bool overflow = false;
 	int worst = 0;
 
-	for (size_t i = 0; i < T; i++)
-		if (tok[i] != WC_STAR && !seen_byte[tok[i]]) {
-			seen_byte[tok[i]] = true;
-			alphabet[na++] = tok[i];
-		}
-	alphabet[na++] = -1; /* any byte the value never names */
+	for (size_t p = 0; p < nstarts; p++)
+		for (size_t i = starts[p]; tok[i] != WC_END; i++)
+			if (tok[i] != WC_STAR && !seen_byte[tok[i]]) {
+				seen_byte[tok[i]] = true;
+				alphabet[na++] = tok[i];
+			}
+	alphabet[na++] = -1; /* any byte no value names */
 	sets = calloc(WC_MAX_SETS, sizeof *sets);
 	if (!sets)
 		return cap;
-	sets[0].n = 1;
-	sets[0].s[0] = 0;
+	for (size_t p = 0; p < nstarts; p++)
+		wc_add(&sets[0], starts[p], &overflow);
+	if (overflow || nstarts >= (size_t)cap) {
+		worst = cap;
+		goto out;
+	}
 	while (head < nsets) {
 		struct wc_set cur = sets[head++];
 		for (size_t a = 0; a < na; a++) {
 			struct wc_set nx = {{0}, 0};
-			bool overflow = false;
 			int b = alphabet[a];
 			for (size_t j = 0; j < cur.n; j++) {
 				uint16_t s = cur.s[j];
 				if (s >= 1 && tok[s - 1] == WC_STAR)
-					wc_add(&nx, s, &overflow);
-				if (s == T)
+					wc_add(&nx, s, &overflow); /* the star loops */
+				if (tok[s] == WC_END)
 					continue;
 				if (tok[s] == WC_STAR) {
 					wc_add(&nx, s + 1, &overflow);
-					if ((size_t)s + 1 < T && tok[s + 1] == b)
+					/* The star may also match nothing; a star is
+					 * always followed by a literal (at least '"'). */
+					if (tok[s + 1] == b)
 						wc_add(&nx, s + 2, &overflow);
 				} else if (tok[s] == b) {
 					wc_add(&nx, s + 1, &overflow);
@@ -811,7 +823,7 @@ static int wildcard_complexity(const int *tok, size_t T)
 			int cx = nx.n;
 			for (size_t j = 0; j < nx.n; j++) {
 				uint16_t s = nx.s[j];
-				if (s < T && tok[s] == WC_STAR && !wc_has(&nx, s + 1))
+				if (tok[s] == WC_STAR && !wc_has(&nx, s + 1))
 					cx++;
 			}
 			if (cx >= cap) {
@@ -836,6 +848,78 @@ static int wildcard_complexity(const int *tok, size_t T)
 out:
 	free(sets);
 	return worst;
+}
+
+/* Rebuilds a compiled wildcard's token string into tok; returns the count. */
+static size_t wc_tokens(const struct fp_wild *w, int *tok)
+{
+	size_t n = 0;
+
+	tok[n++] = '"';
+	if (w->lead)
+		tok[n++] = WC_STAR;
+	for (size_t i = 0; i < w->nsegs; i++) {
+		if (i)
+			tok[n++] = WC_STAR;
+		for (size_t j = 0; j < w->segs[i].len; j++)
+			tok[n++] = (unsigned char)w->segs[i].s[j];
+	}
+	if (w->trail && (w->nsegs || !w->lead)) /* "*" alone has one star */
+		tok[n++] = WC_STAR;
+	tok[n++] = '"';
+	tok[n++] = WC_END;
+	return n;
+}
+
+/* Checks the joint complexity of every wildcard value of a field. */
+static bool check_wildcards(struct compiler *cc, const char *path,
+			    const struct fp_leaf *leaf)
+{
+	size_t nw = 0, ntok = 0, n = 0, k = 0;
+	int *tok;
+	uint16_t *starts;
+	bool ok;
+
+	for (size_t i = 0; i < leaf->nm; i++) {
+		if (leaf->m[i].op != OP_WILDCARD)
+			continue;
+		for (size_t j = 0; j < leaf->m[i].n; j++) {
+			const struct fp_wild *w = &leaf->m[i].v.wilds[j];
+			nw++;
+			ntok += 5 + w->nsegs;
+			for (size_t g = 0; g < w->nsegs; g++)
+				ntok += w->segs[g].len;
+		}
+	}
+	if (!nw)
+		return true;
+	if (ntok > UINT16_MAX)
+		return fail(cc, TM_ERR_LIMIT, path, "wildcard values are too long");
+	tok = malloc(ntok * sizeof *tok);
+	starts = malloc(nw * sizeof *starts);
+	if (!tok || !starts) {
+		free(tok);
+		free(starts);
+		return oom(cc);
+	}
+	for (size_t i = 0; i < leaf->nm; i++) {
+		if (leaf->m[i].op != OP_WILDCARD)
+			continue;
+		for (size_t j = 0; j < leaf->m[i].n; j++) {
+			starts[k++] = (uint16_t)n;
+			n += wc_tokens(&leaf->m[i].v.wilds[j], tok + n);
+		}
+	}
+	ok = wildcard_complexity(tok, starts, nw) < FABRIC_WILDCARD_MAX_COMPLEXITY;
+	free(tok);
+	free(starts);
+	if (!ok)
+		return fail(cc, TM_ERR_LIMIT, path,
+			    "wildcard rule is too complex - try using fewer wildcard "
+			    "characters or fewer repeating character sequences after a "
+			    "wildcard character (complexity limit %d)",
+			    FABRIC_WILDCARD_MAX_COMPLEXITY);
+	return true;
 }
 
 /*
@@ -908,18 +992,10 @@ static bool compile_wildcard(struct compiler *cc, const char *path,
 			lit[litlen++] = (char)tok[i];
 		}
 	}
-	if (litlen > start || out->nsegs == 0) {
+	if (litlen > start || nstars == 0) {
 		out->segs[out->nsegs].s = lit + start;
 		out->segs[out->nsegs].len = litlen - start;
 		out->nsegs++;
-	}
-	if (nstars && wildcard_complexity(tok, ntok) >= FABRIC_WILDCARD_MAX_COMPLEXITY) {
-		fail(cc, TM_ERR_LIMIT, path,
-		     "wildcard rule is too complex - try using fewer wildcard "
-		     "characters or fewer repeating character sequences after a "
-		     "wildcard character (complexity limit %d)",
-		     FABRIC_WILDCARD_MAX_COMPLEXITY);
-		goto out;
 	}
 	ok = true;
 out:
@@ -1324,7 +1400,7 @@ static bool parse_leaf(struct compiler *cc, const char *path, size_t path_len,
 			leaf->nm++;
 		}
 	}
-	return true;
+	return check_wildcards(cc, path, leaf);
 }
 
 static bool parse_object(struct compiler *cc, const json_t *obj, tm_buf *path,

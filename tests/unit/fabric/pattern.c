@@ -221,6 +221,13 @@ static void wildcard_complexity_limit_rejects_many_stars(void **state)
 	fabric_pattern_free(compile_ok(
 		"{\"f\":[{\"wildcard\":\"/Users/*/dir/dir/dir/dir/dir/doc.txt\"}]}"));
 	fabric_pattern_free(compile_ok("{\"f\":[{\"wildcard\":\"*a*b*c\"}]}"));
+	fabric_pattern_free(compile_ok("{\"f\":[{\"wildcard\":\"*\"}]}"));
+	/* Repeats after a star keep many states alive. */
+	rejects("{\"f\":[{\"wildcard\":\"*aaaaaaaaaaaa\"}]}", "too complex");
+	/* The values of one field are evaluated together. */
+	fabric_pattern_free(compile_ok("{\"f\":[{\"wildcard\":\"*x*y\"},{\"wildcard\":\"*z\"}]}"));
+	rejects("{\"f\":[{\"wildcard\":\"*:*:*:*\"},{\"wildcard\":\"*:*:*:*\"},"
+		"{\"wildcard\":\"*:*:*\"}]}", "too complex");
 }
 
 /* ---------------------------------------------------------- anything-but */
