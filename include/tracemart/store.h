@@ -88,7 +88,9 @@ const char *store_repo_backend(const store_repo *repo);
  * NUL-terminated UTF-8 and stored byte-exact. Prices must be finite
  * (TM_ERR_INVALID otherwise). Database failures are logged with context and
  * returned as TM_ERR_DB. Output structs are only written on TM_OK and may
- * be NULL when the caller does not need them.
+ * be NULL when the caller does not need them. Lookups by id (get, update,
+ * delete, set_brackets, stock_get) answer TM_ERR_NOT_FOUND for an empty or
+ * over-long id, since no such product can exist.
  */
 
 /* Creates a product with no brackets. TM_ERR_EXISTS when the id is taken:

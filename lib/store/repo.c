@@ -90,6 +90,15 @@ static tm_err check_str(const char *s, size_t max)
 	return TM_OK;
 }
 
+/* For lookups an id that could never have been stored (empty, too long)
+ * simply names nothing: NOT_FOUND, as the API answers for unknown ids. */
+static tm_err check_lookup_id(const char *id)
+{
+	if (!id)
+		return TM_ERR_INVALID;
+	return check_str(id, STORE_ID_MAX) ? TM_ERR_NOT_FOUND : TM_OK;
+}
+
 tm_err store_product_create(store_repo *repo, const char *id, const char *name,
 			    double price, store_product *out)
 {
@@ -113,8 +122,8 @@ tm_err store_product_get(store_repo *repo, const char *id, store_product *out)
 
 	if (!repo)
 		return TM_ERR_INVALID;
-	if ((err = check_str(id, STORE_ID_MAX)))
-		return err == TM_ERR_LIMIT ? TM_ERR_NOT_FOUND : err;
+	if ((err = check_lookup_id(id)))
+		return err;
 	return repo->ops->product_get(repo->impl, id, out ? out : &scratch);
 }
 
@@ -128,8 +137,8 @@ tm_err store_product_update(store_repo *repo, const char *id, const char *name,
 
 	if (!repo)
 		return TM_ERR_INVALID;
-	if ((err = check_str(id, STORE_ID_MAX)))
-		return err == TM_ERR_LIMIT ? TM_ERR_NOT_FOUND : err;
+	if ((err = check_lookup_id(id)))
+		return err;
 	if ((err = check_str(name, STORE_NAME_MAX)))
 		return err;
 	if (!isfinite(price))
@@ -147,8 +156,8 @@ tm_err store_product_delete(store_repo *repo, const char *id, store_product *out
 
 	if (!repo)
 		return TM_ERR_INVALID;
-	if ((err = check_str(id, STORE_ID_MAX)))
-		return err == TM_ERR_LIMIT ? TM_ERR_NOT_FOUND : err;
+	if ((err = check_lookup_id(id)))
+		return err;
 	return repo->ops->product_delete(repo->impl, id, out ? out : &scratch);
 }
 
@@ -159,8 +168,8 @@ tm_err store_product_set_brackets(store_repo *repo, const char *id,
 
 	if (!repo || (n && !brackets))
 		return TM_ERR_INVALID;
-	if ((err = check_str(id, STORE_ID_MAX)))
-		return err == TM_ERR_LIMIT ? TM_ERR_NOT_FOUND : err;
+	if ((err = check_lookup_id(id)))
+		return err;
 	if (n > STORE_BRACKETS_MAX)
 		return TM_ERR_LIMIT;
 	for (size_t i = 0; i < n; i++)
@@ -205,7 +214,7 @@ tm_err store_stock_get(store_repo *repo, const char *product_id, int64_t *level)
 
 	if (!repo)
 		return TM_ERR_INVALID;
-	if ((err = check_str(product_id, STORE_ID_MAX)))
-		return err == TM_ERR_LIMIT ? TM_ERR_NOT_FOUND : err;
+	if ((err = check_lookup_id(product_id)))
+		return err;
 	return repo->ops->stock_get(repo->impl, product_id, level ? level : &scratch);
 }

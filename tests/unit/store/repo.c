@@ -164,6 +164,10 @@ static void bad_arguments_never_reach_the_backend(void **state)
 	/* An id too long to exist is simply not there. */
 	assert_int_equal(store_product_get(r, long_id, NULL), TM_ERR_NOT_FOUND);
 	assert_int_equal(store_product_delete(r, long_id, NULL), TM_ERR_NOT_FOUND);
+	assert_int_equal(store_product_get(r, "", NULL), TM_ERR_NOT_FOUND);
+	assert_int_equal(store_product_update(r, "", "abc", 1, NULL, NULL, NULL), TM_ERR_NOT_FOUND);
+	assert_int_equal(store_stock_get(r, "", NULL), TM_ERR_NOT_FOUND);
+	assert_int_equal(store_product_get(r, NULL, NULL), TM_ERR_INVALID);
 	assert_int_equal(store_product_set_brackets(r, "A", many, STORE_BRACKETS_MAX + 1),
 			 TM_ERR_LIMIT);
 	assert_int_equal(store_product_set_brackets(r, "A", &nan_price, 1), TM_ERR_INVALID);
