@@ -186,7 +186,8 @@ static tm_err conn_open(sqlite_repo *r, sqlite3 **out)
 	 */
 	int rc = sqlite3_open_v2(r->path, &db,
 				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-				 r->multi_process ? NULL : "unix-excl");
+				 r->multi_process || !sqlite3_vfs_find("unix-excl") ? NULL
+								       : "unix-excl");
 	if (rc != SQLITE_OK) {
 		db_fail(db, rc, "open", r->path);
 		sqlite3_close(db);
