@@ -65,6 +65,7 @@ int cmd_up(int argc, char **argv)
 		return 1;
 	}
 	tm_shutdown_install();
+	store_process_init(); /* before any thread: see store.h */
 
 	if ((size_t)snprintf(path, sizeof path, "%s/products.db", data_dir) >= sizeof path) {
 		fprintf(stderr, "tracemart up: data dir path too long\n");
