@@ -252,8 +252,12 @@ static bool ci_equal(const char *ev, const char *folded, size_t n)
 /* ------------------------------------------------------------- matching */
 
 /* Arrays whose elements a partial match has descended into, with the
- * element chosen: event-ruler's array consistency. */
+ * element chosen: event-ruler's array consistency. At most 64 (one bit
+ * each in the consulted mask); deeper choices are left unconstrained. */
 #define FP_MAX_BINDINGS 64
+/* Backstop against adversarial pattern/event pairs: a match that tries
+ * more candidate values than this gives up and reports no match. */
+#define FP_MAX_STEPS (1u << 20)
 
 struct binding {
 	const json_t *array;
@@ -264,6 +268,8 @@ struct match_ctx {
 	const json_t *event;
 	struct binding b[FP_MAX_BINDINGS];
 	size_t nb;
+	uint64_t consulted; /* bindings looked up since the mask was cleared */
+	unsigned steps;
 };
 
 /* A continuation: the items of node from idx on, then next. */
@@ -412,15 +418,64 @@ struct walk {
 	const struct fp_leaf *leaf;
 	const struct cont *rest;
 	enum walk_mode mode;
+	size_t nb0; /* bindings made before this field */
+	/* The last value whose continuation failed without looking at this
+	 * field's bindings: the arrays it bound (hashed). */
+	bool failed_blind;
+	uint64_t failed_sig;
+	size_t failed_n;
 };
+
+/* Which arrays (not which elements) this field's value has bound. */
+static uint64_t binding_sig(const struct match_ctx *c, size_t from)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (size_t j = from; j < c->nb; j++)
+		h = (h ^ (uint64_t)(uintptr_t)c->b[j].array) * 1099511628211ULL;
+	return h;
+}
+
+/*
+ * A value of the field matched: try the rest of the pattern. The rest only
+ * depends on this value through the array elements it bound, so when the
+ * rest already failed for a value binding the same arrays without looking
+ * at those bindings, it fails again: skip it (this keeps scalar arrays and
+ * unrelated arrays from multiplying the work).
+ */
+static bool try_rest(struct walk *w)
+{
+	struct match_ctx *c = w->c;
+	size_t n = c->nb - w->nb0;
+	uint64_t sig = binding_sig(c, w->nb0);
+	uint64_t saved = c->consulted, mine;
+	bool r;
+
+	if (w->failed_blind && w->failed_n == n && w->failed_sig == sig)
+		return false;
+	if (++c->steps > FP_MAX_STEPS)
+		return false;
+	c->consulted = 0;
+	r = solve(c, w->rest);
+	mine = n ? (((n >= 64 ? ~0ULL : (1ULL << n) - 1)) << w->nb0) : 0;
+	if (!r) {
+		w->failed_blind = !(c->consulted & mine);
+		w->failed_sig = sig;
+		w->failed_n = n;
+	}
+	c->consulted |= saved;
+	return r;
+}
 
 static bool emit(struct walk *w, const json_t *v)
 {
 	if (w->mode == WALK_ANY)
 		return true;
+	if (w->c->steps > FP_MAX_STEPS)
+		return false;
 	for (size_t i = 0; i < w->leaf->nm; i++)
 		if (matcher_match(&w->leaf->m[i], v))
-			return solve(w->c, w->rest);
+			return try_rest(w);
 	return false;
 }
 
@@ -437,6 +492,7 @@ static bool walk_element(struct walk *w, const json_t *a, size_t i,
 	if (w->mode == WALK_MATCH) {
 		for (size_t j = 0; j < c->nb; j++) {
 			if (c->b[j].array == a) {
+				c->consulted |= 1ULL << j;
 				if (c->b[j].index != i)
 					return false;
 				return walk(w, json_array_get(a, i), rem, remlen);
@@ -518,7 +574,8 @@ static bool solve(struct match_ctx *c, const struct cont *k)
 	}
 
 	const struct fp_leaf *leaf = it->leaf;
-	struct walk w = {c, leaf, &rest, WALK_MATCH};
+	struct walk w = {.c = c, .leaf = leaf, .rest = &rest, .mode = WALK_MATCH,
+			 .nb0 = c->nb};
 	if (leaf->nm && walk(&w, c->event, leaf->path, leaf->path_len))
 		return true;
 	if (leaf->absent_ok) {
@@ -540,6 +597,8 @@ bool fabric_pattern_match(const fabric_pattern *p, const json_t *event)
 		return false;
 	c.event = event;
 	c.nb = 0;
+	c.consulted = 0;
+	c.steps = 0;
 	k.node = p->root;
 	k.idx = 0;
 	k.next = NULL;

@@ -140,6 +140,51 @@ static void objects_in_arrays_must_match_within_one_element(void **state)
 	assert_false(matches("{\"e\":{\"first\":[\"Anna\"],\"last\":[\"Doe\"]}}", ev));
 }
 
+static void backtracking_finds_the_consistent_element_across_fields(void **state)
+{
+	(void)state;
+	const char *ev = "{\"a\":[{\"x\":1,\"y\":1},{\"x\":1,\"y\":2}],"
+			 "\"b\":[{\"z\":0},{\"z\":3}]}";
+	assert_true(matches("{\"a\":{\"x\":[1],\"y\":[2]},\"b\":{\"z\":[3]}}", ev));
+	assert_true(matches("{\"b\":{\"z\":[3]},\"a\":{\"x\":[1],\"y\":[2]}}", ev));
+	assert_false(matches("{\"a\":{\"x\":[1],\"y\":[2]},\"b\":{\"z\":[4]}}", ev));
+	assert_true(matches("{\"$or\":[{\"a\":{\"y\":[9]}},{\"a\":{\"y\":[2]}}],\"a\":{\"x\":[1]}}", ev));
+}
+
+/* Many fields over big arrays and a last field that fails: without
+ * pruning this would try every combination (100^12). */
+static void failing_match_over_large_arrays_is_not_exponential(void **state)
+{
+	(void)state;
+	json_t *ev = json_object();
+	json_t *pat = json_object();
+	fabric_pattern *p = NULL;
+	char name[8], err[256];
+
+	for (int f = 0; f < 12; f++) {
+		json_t *arr = json_array();
+		json_t *objs = json_array();
+		for (int i = 0; i < 100; i++) {
+			json_array_append_new(arr, json_integer(i));
+			json_array_append_new(objs, json_pack("{s:i}", "v", i));
+		}
+		snprintf(name, sizeof name, "s%d", f);
+		json_object_set_new(ev, name, arr);
+		json_object_set_new(pat, name, json_pack("[{s:b}]", "exists", 1));
+		snprintf(name, sizeof name, "o%d", f);
+		json_object_set_new(ev, name, objs);
+		json_object_set_new(pat, name, json_pack("{s:[{s:[s,i]}]}", "v", "numeric", ">=", 0));
+	}
+	json_object_set_new(pat, "last", json_pack("[s]", "never"));
+	assert_int_equal(fabric_pattern_compile_json(pat, &p, err, sizeof err), TM_OK);
+	assert_false(fabric_pattern_match(p, ev));
+	json_object_set_new(ev, "last", json_string("never"));
+	assert_true(fabric_pattern_match(p, ev));
+	fabric_pattern_free(p);
+	json_decref(pat);
+	json_decref(ev);
+}
+
 /* ------------------------------------------------------ string operators */
 
 static void prefix_matches_string_starts(void **state)
@@ -591,6 +636,8 @@ int main(void)
 		cmocka_unit_test(fields_are_anded_and_nested_objects_descend),
 		cmocka_unit_test(dotted_keys_equal_nested_keys),
 		cmocka_unit_test(objects_in_arrays_must_match_within_one_element),
+		cmocka_unit_test(backtracking_finds_the_consistent_element_across_fields),
+		cmocka_unit_test(failing_match_over_large_arrays_is_not_exponential),
 		cmocka_unit_test(prefix_matches_string_starts),
 		cmocka_unit_test(prefix_ignore_case_folds_both_sides),
 		cmocka_unit_test(suffix_matches_string_ends_case_sensitively),
