@@ -662,9 +662,14 @@ static const char *json_type_name(const json_t *v)
 	}
 }
 
+/* Names event-ruler reserves for operators (current and announced); an
+ * object keyed by one of them is a match expression, not an $or branch. */
 static const char *const reserved_words[] = {
 	"prefix", "suffix", "equals-ignore-case", "wildcard", "anything-but",
-	"numeric", "exists", "cidr",
+	"numeric", "exists", "cidr", "exactly", "=", "<", "<=", ">", ">=",
+	"regex", "not-wildcard", "not-equals-ignore-case", "date-after",
+	"date-on-or-after", "date-before", "date-on-or-before", "in-date-range",
+	"ip-address-in-range", "ip-address-not-in-range",
 };
 
 static bool is_operator(const char *k)
