@@ -138,6 +138,18 @@ json_int_t tm_json_int(const json_t *obj, const char *key, json_int_t def);
 tm_err tm_json_load_file(const char *path, size_t max, json_t **out /* OUT */,
 			 char *errmsg, size_t errmsg_size) TM_WARN_UNUSED;
 
+/*
+ * Loads the first YAML document into a JSON value (YAML 1.2 core schema:
+ * plain null/true/false/integers/floats are typed, quoted scalars are
+ * strings). Anchors/aliases are refused; depth is capped at 64; duplicate
+ * keys are errors. errmsg gets "what at line L, column C".
+ * Caller owns *out (json_decref).
+ */
+tm_err tm_yaml_parse(const char *text, size_t len, json_t **out /* OUT */,
+		     char *errmsg, size_t errmsg_size) TM_WARN_UNUSED;
+tm_err tm_yaml_load_file(const char *path, size_t max, json_t **out /* OUT */,
+			 char *errmsg, size_t errmsg_size) TM_WARN_UNUSED;
+
 /* Reads a whole file into b (capped by b->max). */
 tm_err tm_file_read(const char *path, tm_buf *b) TM_WARN_UNUSED;
 
