@@ -493,8 +493,11 @@ static tm_err dd_export(trace__exporter *e, const trace_span_data *const *spans,
 		"Content-Type: application/msgpack", count, "Datadog-Meta-Lang: c",
 		"Datadog-Meta-Tracer-Version: " TRACEMART_VERSION, NULL,
 	};
-	return trace__http_send("PUT", x->url, headers, x->body.data, x->body.len,
-				x->timeout_ms, x->max_retries, deadline, &status);
+	err = trace__http_send("PUT", x->url, headers, x->body.data, x->body.len,
+			       x->timeout_ms, x->max_retries, deadline, e->stopping, &status);
+	if (err)
+		snprintf(e->detail, sizeof e->detail, "PUT %.60s: HTTP status %ld", x->url, status);
+	return err;
 }
 
 static void dd_destroy(trace__exporter *e)

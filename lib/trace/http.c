@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <curl/curl.h>
 
@@ -70,7 +71,8 @@ static bool retryable(long status)
 
 tm_err trace__http_send(const char *method, const char *url, const char *const *headers,
 			const char *body, size_t len, uint32_t timeout_ms,
-			uint32_t max_retries, uint64_t deadline, long *status)
+			uint32_t max_retries, uint64_t deadline, const bool *cancel,
+			long *status)
 {
 	struct curl_slist *hl = NULL;
 	CURL *c;
@@ -127,7 +129,7 @@ tm_err trace__http_send(const char *method, const char *url, const char *const *
 		 * get better by resending it. Connection errors are retried. */
 		if (rc == CURLE_OK && !retryable(code))
 			break;
-		if (attempt >= max_retries)
+		if (attempt >= max_retries || (cancel && __atomic_load_n(cancel, __ATOMIC_ACQUIRE)))
 			break;
 		uint64_t wait_ms;
 		if (r.retry_after_s >= 0) {
@@ -142,7 +144,14 @@ tm_err trace__http_send(const char *method, const char *url, const char *const *
 			err = TM_ERR_TIMEOUT;
 			break;
 		}
-		tm_clock_sleep(wait_ms * TM_NS_PER_MS);
+		/* Sleep in slices so a shutdown cuts the wait short. */
+		uint64_t until = tm_clock_mono_ns() + tm_clock_scaled_ns(wait_ms * TM_NS_PER_MS);
+		while (tm_clock_mono_ns() < until &&
+		       !(cancel && __atomic_load_n(cancel, __ATOMIC_ACQUIRE))) {
+			uint64_t left = until - tm_clock_mono_ns();
+			struct timespec ts = {0, (long)(left < 50 * TM_NS_PER_MS ? left : 50 * TM_NS_PER_MS)};
+			nanosleep(&ts, NULL);
+		}
 	}
 out:
 	curl_slist_free_all(hl);

@@ -64,6 +64,8 @@ struct trace__exporter {
 	void (*destroy)(trace__exporter *e);
 	uint64_t last_log_ns; /* rate limit of failure logs */
 	uint64_t suppressed;  /* failures not logged since */
+	char detail[96];      /* set by export() on failure, for the log */
+	const bool *stopping; /* the tracer is shutting down: do not retry */
 };
 
 tm_err trace__otlp_exporter_create(const trace_config *cfg, trace__exporter **out) TM_WARN_UNUSED;
@@ -75,13 +77,16 @@ tm_err trace__sink_exporter_create(const trace_config *cfg, trace__exporter **ou
 /*
  * HTTP send with the OTLP retry policy: retries 429/502/503/504 (and
  * connection failures) with exponential backoff honouring Retry-After,
- * never 4xx otherwise; gives up at the deadline or after max_retries.
+ * never 4xx otherwise; gives up at the deadline, after max_retries or
+ * when *cancel (may be NULL) becomes true (shutdown must not wait on a
+ * dead collector).
  * *status gets the final HTTP status (0 when no response).
  */
 tm_err trace__http_send(const char *method, const char *url,
 			const char *const *headers, const char *body, size_t len,
 			uint32_t timeout_ms, uint32_t max_retries,
-			uint64_t deadline_mono_ns, long *status) TM_WARN_UNUSED;
+			uint64_t deadline_mono_ns, const bool *cancel,
+			long *status) TM_WARN_UNUSED;
 
 /* ------------------------------------------------------------ processor */
 
@@ -98,6 +103,7 @@ struct trace_tracer {
 	size_t nexporters;
 	trace__bsp *bsp;         /* NULL when synchronous */
 	pthread_mutex_t sync_mu; /* synchronous processor: serialises exporters */
+	bool stopping;           /* set at shutdown: exporters stop retrying */
 	uint64_t rec_mask;       /* unused; reserved */
 	/* Hot counters are striped per thread so that threads ending spans
 	 * do not fight over one cache line; the rest are plain atomics. */

@@ -456,13 +456,10 @@ static tm_err otlp_export(trace__exporter *e, const trace_span_data *const *span
 	if ((err = trace_otlp_encode(spans, n, res, &x->body)))
 		return err;
 	err = trace__http_send("POST", x->url, (const char *const *)x->headers, x->body.data,
-			       x->body.len, x->timeout_ms, x->max_retries, deadline, &status);
-	if (err) {
-		char detail[64];
-		snprintf(detail, sizeof detail, "otlp HTTP status %ld", status);
-		if (status)
-			tm_log(TM_LOG_DEBUG, "trace", detail, NULL);
-	}
+			       x->body.len, x->timeout_ms, x->max_retries, deadline,
+			       e->stopping, &status);
+	if (err)
+		snprintf(e->detail, sizeof e->detail, "POST %.60s: HTTP status %ld", x->url, status);
 	return err;
 }
 

@@ -284,6 +284,8 @@ void trace__bsp_stop(trace__bsp *b)
 {
 	trace_span *s;
 
+	/* The final flush still exports, but without retries or backoff. */
+	__atomic_store_n(&b->t->stopping, true, __ATOMIC_RELEASE);
 	pthread_mutex_lock(&b->mu);
 	b->stop = true;
 	pthread_cond_signal(&b->wake);
@@ -331,10 +333,11 @@ void trace__export_batch(trace_tracer *t, const trace_span_data *const *spans, s
 
 	for (size_t i = 0; i < t->nexporters; i++) {
 		trace__exporter *e = t->exporters[i];
+		e->detail[0] = '\0';
 		tm_err err = e->export(e, spans, n, &t->res, deadline);
 		if (err) {
 			ok = false;
-			trace__exporter_failed(t, e, err, NULL);
+			trace__exporter_failed(t, e, err, e->detail);
 		}
 	}
 	if (ok)

@@ -934,6 +934,7 @@ static tm_err add_exporter(trace_tracer *t, tm_err (*create)(const trace_config 
 	tm_err err = create(&t->cfg, &e);
 	if (err)
 		return err;
+	e->stopping = &t->stopping;
 	t->exporters[t->nexporters++] = e;
 	return TM_OK;
 }

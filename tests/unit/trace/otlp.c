@@ -235,6 +235,28 @@ static void unreachable_collector_fails_without_blocking_span_end(void **state)
 	assert_int_equal(st.spans_ended, 10);
 }
 
+static void shutdown_does_not_wait_out_a_throttling_collector(void **state)
+{
+	struct receiver r = {.script = {503, 503, 503, 503, 503, 503, 503, 503},
+			     .retry_after = {"3600", "3600", "3600", "3600", "3600", "3600", "3600", "3600"},
+			     .nscript = 8};
+	assert_int_equal(receiver_start(&r), 0);
+	trace_config cfg;
+	trace_tracer *t;
+	trace_config_init(&cfg);
+	cfg.install_log_hook = false;
+	cfg.exporters = TRACE_EXPORT_OTLP;
+	cfg.bsp_schedule_delay_ms = 3600000;
+	snprintf(cfg.otlp_endpoint, sizeof cfg.otlp_endpoint, "http://127.0.0.1:%u/v1/traces", r.port);
+	assert_int_equal(trace_tracer_create(&cfg, &t), TM_OK);
+	trace_span_end(trace_span_start(t, "throttled", NULL), 0);
+	tm_log_set_level(TM_LOG_OFF);
+	trace_tracer_shutdown(t); /* one attempt, no hour-long Retry-After */
+	tm_log_set_level(TM_LOG_INFO);
+	assert_int_equal(r.requests, 1);
+	receiver_stop(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -243,6 +265,7 @@ int main(void)
 		cmocka_unit_test(exporter_retries_503_after_retry_after_then_succeeds),
 		cmocka_unit_test(exporter_does_not_retry_400_and_counts_the_failure),
 		cmocka_unit_test(unreachable_collector_fails_without_blocking_span_end),
+		cmocka_unit_test(shutdown_does_not_wait_out_a_throttling_collector),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
