@@ -20,6 +20,8 @@ struct vctx {
 	int n;
 	json_t *all_names; /* every state name in the machine, for duplicates */
 	bool jsonata;
+	bool ja_default; /* top-level QueryLanguage is JSONata */
+	bool cur_ja;     /* the state being checked uses JSONata */
 };
 
 #define ERR(c, ...)                                               \
@@ -221,6 +223,8 @@ static void check_retry_catch(struct vctx *c, const char *state, const json_t *s
 					    state, json_is_string(v) ? json_string_value(v) : "");
 			} else if (!strcmp(k, "ResultPath")) {
 				check_path_field(c, state, x, "ResultPath", true, true);
+			} else if (!strcmp(k, "Output") && c->cur_ja) {
+				/* JSONata catchers shape their output */
 			} else if (!strcmp(k, "Assign")) {
 				if (flow__template_check(v, state, &c->errs))
 					c->n++;
@@ -280,8 +284,19 @@ static void validate_state(struct vctx *c, const char *name, const json_t *st,
 		c->jsonata = true;
 	else if (ql && strcmp(ql, "JSONPath"))
 		ERR(c, "State '%s': 'QueryLanguage' must be JSONPath or JSONata", name);
-	json_object_foreach((json_t *)st, k, v) if (!in_list(fields, k))
+	bool ja = ql ? !strcmp(ql, "JSONata") : c->ja_default;
+	static const char *const ja_fields[] = {"Arguments", "Output", "Items", NULL};
+	json_object_foreach((json_t *)st, k, v) {
+		if (in_list(fields, k))
+			continue;
+		/* JSONata states take Arguments/Output (and Items on a Map) */
+		if (ja && in_list(ja_fields, k) && (strcmp(k, "Items") || !strcmp(type, "Map")) &&
+		    (strcmp(k, "Arguments") || !strcmp(type, "Task") || !strcmp(type, "Parallel") ||
+		     !strcmp(type, "Map")) && strcmp(type, "Fail"))
+			continue;
 		ERR(c, "State '%s': field '%s' is not allowed in a %s state", name, k, type);
+	}
+	c->cur_ja = ja;
 
 	bool terminal = !strcmp(type, "Succeed") || !strcmp(type, "Fail") ||
 			!strcmp(type, "Choice");
@@ -315,7 +330,8 @@ static void validate_state(struct vctx *c, const char *name, const json_t *st,
 		exclusive(c, name, st, t1);
 		exclusive(c, name, st, t2);
 		json_t *t = json_object_get(st, "TimeoutSeconds");
-		if (t && (!json_is_integer(t) || json_integer_value(t) < 1))
+		if (t && !(c->cur_ja && json_is_string(t)) &&
+		    (!json_is_integer(t) || json_integer_value(t) < 1))
 			ERR(c, "State '%s': 'TimeoutSeconds' must be a positive integer", name);
 		json_t *h = json_object_get(st, "HeartbeatSeconds");
 		if (h && (!json_is_integer(h) || json_integer_value(h) < 1))
@@ -331,9 +347,19 @@ static void validate_state(struct vctx *c, const char *name, const json_t *st,
 		if (!json_is_array(ch) || json_array_size(ch) == 0)
 			ERR(c, "State '%s': 'Choices' must be a non-empty array", name);
 		json_array_foreach(ch, i, r) {
-			if (json_is_object(r) && json_object_get(r, "Condition"))
-				c->jsonata = true;
-			c->n += flow__choice_rule_check(r, true, name, &c->errs);
+			if (c->cur_ja) {
+				const char *rk;
+				json_t *rv;
+				if (!json_is_object(r) || !json_object_get(r, "Condition"))
+					ERR(c, "State '%s': a JSONata choice rule needs 'Condition'", name);
+				else
+					json_object_foreach(r, rk, rv) if (strcmp(rk, "Condition") &&
+						strcmp(rk, "Next") && strcmp(rk, "Assign") &&
+						strcmp(rk, "Output") && strcmp(rk, "Comment"))
+						ERR(c, "State '%s': field '%s' is not allowed in a JSONata choice rule", name, rk);
+			} else {
+				c->n += flow__choice_rule_check(r, true, name, &c->errs);
+			}
 			const char *nx = json_string_value(json_object_get(r, "Next"));
 			if (nx && !json_object_get(states, nx))
 				ERR(c, "State '%s': choice rule 'Next' names a missing state '%s'", name, nx);
@@ -351,12 +377,14 @@ static void validate_state(struct vctx *c, const char *name, const json_t *st,
 		if (n != 1)
 			ERR(c, "State '%s': a Wait needs exactly one of Seconds, SecondsPath, Timestamp, TimestampPath", name);
 		json_t *s = json_object_get(st, "Seconds");
-		if (s && (!is_nonneg_int(s) || json_integer_value(s) > 99999999))
+		if (s && !(c->cur_ja && json_is_string(s)) &&
+		    (!is_nonneg_int(s) || json_integer_value(s) > 99999999))
 			ERR(c, "State '%s': 'Seconds' must be a non-negative integer", name);
 		json_t *ts = json_object_get(st, "Timestamp");
 		int64_t ns;
-		if (ts && (!json_is_string(ts) ||
-			   !flow__parse_timestamp(json_string_value(ts), &ns)))
+		if (ts && !(c->cur_ja && json_is_string(ts) &&
+			    !strncmp(json_string_value(ts), "{%", 2)) &&
+		    (!json_is_string(ts) || !flow__parse_timestamp(json_string_value(ts), &ns)))
 			ERR(c, "State '%s': 'Timestamp' must be an RFC 3339 timestamp", name);
 		check_path_field(c, name, st, "SecondsPath", false, false);
 		check_path_field(c, name, st, "TimestampPath", false, false);
@@ -403,13 +431,14 @@ static void validate_state(struct vctx *c, const char *name, const json_t *st,
 		else
 			validate_machine(c, proc, where, false);
 		json_t *mc = json_object_get(st, "MaxConcurrency");
-		if (mc && !is_nonneg_int(mc))
+		if (mc && !(c->cur_ja && json_is_string(mc)) && !is_nonneg_int(mc))
 			ERR(c, "State '%s': 'MaxConcurrency' must be a non-negative integer", name);
 		json_t *tc = json_object_get(st, "ToleratedFailureCount");
-		if (tc && !is_nonneg_int(tc))
+		if (tc && !(c->cur_ja && json_is_string(tc)) && !is_nonneg_int(tc))
 			ERR(c, "State '%s': 'ToleratedFailureCount' must be a non-negative integer", name);
 		json_t *tp = json_object_get(st, "ToleratedFailurePercentage");
-		if (tp && (!json_is_number(tp) || json_number_value(tp) < 0 ||
+		if (tp && !(c->cur_ja && json_is_string(tp)) &&
+		    (!json_is_number(tp) || json_number_value(tp) < 0 ||
 			   json_number_value(tp) > 100))
 			ERR(c, "State '%s': 'ToleratedFailurePercentage' must be between 0 and 100", name);
 		check_path_field(c, name, st, "ItemsPath", false, false);
@@ -529,13 +558,11 @@ tm_err flow_machine_from_json(const json_t *def, const char *name,
 	c.all_names = json_object();
 	if (!c.all_names)
 		return TM_ERR_NOMEM;
+	const char *tql = json_string_value(json_object_get(def, "QueryLanguage"));
+	c.ja_default = tql && !strcmp(tql, "JSONata");
 	validate_machine(&c, def, "", true);
-	if (c.n) {
+	if (c.n)
 		err = TM_ERR_INVALID;
-	} else if (c.jsonata) {
-		if (tm_buf_appends(&c.errs, "the JSONata query language is not supported yet\n")) {}
-		err = TM_ERR_UNSUPPORTED;
-	}
 	if (!err) {
 		flow_machine *m = calloc(1, sizeof *m);
 		if (!m || !(m->def = json_deep_copy(def)) ||

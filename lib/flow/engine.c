@@ -218,7 +218,8 @@ static char *runtime_prefix(const char *state, uint64_t entered)
 /* AWS prefixes States.Runtime causes raised while a state runs. */
 static void decorate_runtime(flow__fail *f, const char *state, uint64_t entered)
 {
-	if (!f->error || strcmp(f->error, "States.Runtime") || !f->cause ||
+	if (!f->error || (strcmp(f->error, "States.Runtime") &&
+			  strcmp(f->error, "States.QueryEvaluationError")) || !f->cause ||
 	    !strncmp(f->cause, "An error occurred", 17))
 		return;
 	char *pre = runtime_prefix(state, entered);
@@ -237,9 +238,12 @@ static int run_states(flow_execution *x, const json_t *machine, const json_t *in
 
 /* Map: iterations in order; MaxConcurrency only bounds, so 1-at-a-time is
  * a valid schedule. */
+static json_t *ja_template(const json_t *tmpl, const flow__jsonata_env *env,
+			   const char *field, flow__fail *f);
+
 static json_t *run_map(flow_execution *x, const char *name, const json_t *st,
 		       const json_t *effective, const json_t *ctx,
-		       const flow__scope *scope, flow__fail *f)
+		       const flow__scope *scope, flow__fail *f, json_t *ja_items)
 {
 	flow__env env = {.input = effective, .context = ctx, .scope = scope};
 	const char *ip = json_string_value(json_object_get(st, "ItemsPath"));
@@ -277,7 +281,9 @@ static json_t *run_map(flow_execution *x, const char *name, const json_t *st,
 		}
 		json_decref(mc);
 	}
-	if (ip) {
+	if (ja_items) {
+		items = json_incref(ja_items);
+	} else if (ip) {
 		items = flow__path_query(ip, &env, NULL);
 		if (!items) {
 			flow__fail_set(f, "States.Runtime", "Invalid path '%s' : No results for path: %s", ip, ip);
@@ -288,8 +294,12 @@ static json_t *run_map(flow_execution *x, const char *name, const json_t *st,
 	}
 	if (!json_is_array(items)) {
 		char *s = flow_json_dump(items);
-		flow__fail_set(f, "States.Runtime",
-			       "Map state input must be an array, but it was: %s", s ? s : "");
+		if (ja_items)
+			flow__fail_set(f, "States.QueryEvaluationError",
+				       "Map state input must be an array but was: %s", s ? s : "");
+		else
+			flow__fail_set(f, "States.Runtime",
+				       "Map state input must be an array, but it was: %s", s ? s : "");
 		free(s);
 		json_decref(items);
 		return NULL;
@@ -308,7 +318,12 @@ static json_t *run_map(flow_execution *x, const char *name, const json_t *st,
 		json_t *ictx = json_deep_copy(ctx), *iin, *iout = NULL;
 		json_object_set_new(ictx, "Map", json_pack("{s:{s:I,s:O}}", "Item", "Index",
 							   (json_int_t)i, "Value", item));
-		if (sel) {
+		if (sel && ja_items) {
+			json_t *states = json_pack("{s:O,s:O}", "input", effective, "context", ictx);
+			flow__jsonata_env jenv = {.input = effective, .states = states, .scope = scope};
+			iin = ja_template(sel, &jenv, "ItemSelector", f);
+			json_decref(states);
+		} else if (sel) {
 			flow__env ienv = {.input = effective, .context = ictx, .scope = scope};
 			iin = flow__template_apply(sel, &ienv, f);
 		} else {
@@ -803,7 +818,7 @@ static int run_state(flow_execution *x, const char *name, const json_t *st,
 		} else if (!strcmp(type, "Parallel")) {
 			result = run_parallel(x, st, effective, scope, f);
 		} else {
-			result = run_map(x, name, st, effective, ctx, scope, f);
+			result = run_map(x, name, st, effective, ctx, scope, f, NULL);
 		}
 		if (result && json_object_get(st, "ResultSelector")) {
 			flow__env renv = {.input = result, .context = ctx, .scope = scope};
@@ -922,6 +937,386 @@ out:
 	return rc == -3 ? -1 : rc;
 }
 
+
+/* ----------------------------------------------------------------- JSONata */
+
+static bool state_is_jsonata(const flow_execution *x, const json_t *st)
+{
+	const char *ql = json_string_value(json_object_get(st, "QueryLanguage"));
+	if (!ql)
+		ql = json_string_value(json_object_get(flow_machine_definition(x->m),
+						       "QueryLanguage"));
+	return ql && !strcmp(ql, "JSONata");
+}
+
+static bool is_ja_expr(const json_t *v, const char **src, size_t *len)
+{
+	const char *s = json_string_value(v);
+	size_t n = s ? strlen(s) : 0;
+	if (n < 4 || strncmp(s, "{%", 2) || strcmp(s + n - 2, "%}"))
+		return false;
+	*src = s + 2;
+	*len = n - 4;
+	return true;
+}
+
+static const char *ja_type(const json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_OBJECT: return "object";
+	case JSON_ARRAY: return "array";
+	case JSON_STRING: return "string";
+	case JSON_INTEGER:
+	case JSON_REAL: return "number";
+	case JSON_TRUE:
+	case JSON_FALSE: return "boolean";
+	default: return "null";
+	}
+}
+
+/* Evaluates one "{% … %}" string (others are returned as they are). */
+static json_t *ja_value(const json_t *v, const flow__jsonata_env *env, const char *field,
+			flow__fail *f)
+{
+	const char *src;
+	size_t len;
+	if (!is_ja_expr(v, &src, &len))
+		return json_deep_copy(v);
+	char *e = strndup(src, len), err[256] = "";
+	char *trim = e;
+	while (*trim == ' ' || *trim == '\n' || *trim == '\t')
+		trim++;
+	size_t tl = strlen(trim);
+	while (tl && (trim[tl - 1] == ' ' || trim[tl - 1] == '\n' || trim[tl - 1] == '\t'))
+		trim[--tl] = '\0';
+	bool undefined;
+	json_t *r = flow__jsonata_eval(trim, env, err, sizeof err, &undefined);
+	if (!r && undefined)
+		flow__fail_set(f, "States.QueryEvaluationError",
+			       "The JSONata expression '%s' specified for the field '%s' returned nothing (undefined).",
+			       trim, field);
+	else if (!r)
+		flow__fail_set(f, "States.QueryEvaluationError",
+			       "The JSONata expression '%s' specified for the field '%s' could not be evaluated: %s",
+			       trim, field, err);
+	free(e);
+	return r;
+}
+
+static json_t *ja_template(const json_t *tmpl, const flow__jsonata_env *env,
+			   const char *field, flow__fail *f)
+{
+	const char *k;
+	json_t *v;
+	size_t i;
+	char sub[512];
+
+	if (json_is_object(tmpl)) {
+		json_t *r = json_object();
+		json_object_foreach((json_t *)tmpl, k, v) {
+			snprintf(sub, sizeof sub, "%s/%s", field, k);
+			json_t *nv = ja_template(v, env, sub, f);
+			if (!nv) {
+				json_decref(r);
+				return NULL;
+			}
+			json_object_set_new(r, k, nv);
+		}
+		return r;
+	}
+	if (json_is_array(tmpl)) {
+		json_t *r = json_array();
+		json_array_foreach(tmpl, i, v) {
+			snprintf(sub, sizeof sub, "%s[%zu]", field, i);
+			json_t *nv = ja_template(v, env, sub, f);
+			if (!nv) {
+				json_decref(r);
+				return NULL;
+			}
+			json_array_append_new(r, nv);
+		}
+		return r;
+	}
+	return ja_value(tmpl, env, field, f);
+}
+
+static json_t *ja_field(const json_t *st, const char *field, const json_t *def,
+			const flow__jsonata_env *env, flow__fail *f)
+{
+	json_t *t = json_object_get(st, field);
+	if (!t)
+		return def ? json_deep_copy(def) : json_null();
+	return ja_template(t, env, field, f);
+}
+
+static int run_state_jsonata(flow_execution *x, const char *name, const json_t *st,
+			     const json_t *raw, flow__scope *scope, struct step *s,
+			     flow__fail *f)
+{
+	const char *type = json_string_value(json_object_get(st, "Type"));
+	char ev[64];
+	json_t *ctx = make_context(x, name, tm_clock_wall_ns());
+	json_t *states = json_pack("{s:O,s:O}", "input", raw, "context", ctx);
+	json_t *output = NULL, *result = NULL, *args = NULL, *pending_vars = NULL;
+	flow__jsonata_env env = {.input = raw, .states = states, .scope = scope};
+	const json_t *out_tmpl = json_object_get(st, "Output");
+	const json_t *assign = json_object_get(st, "Assign");
+	int rc = -1;
+
+	snprintf(ev, sizeof ev, "%sStateEntered", type);
+	uint64_t entered = emit(x, ev, details_io(name, "input", raw));
+	s->next = json_string_value(json_object_get(st, "Next"));
+	s->succeed_end = false;
+
+	if (!strcmp(type, "Fail")) {
+		json_t *e = ja_field(st, "Error", NULL, &env, f), *c = NULL;
+		if (e && !f->error)
+			c = ja_field(st, "Cause", NULL, &env, f);
+		if (f->error) {
+			json_decref(e);
+			json_decref(c);
+			goto fail_state;
+		}
+		flow__fail_clear(f);
+		f->error = json_is_string(e) ? strdup(json_string_value(e))
+			   : json_is_null(e) ? strdup("") : flow_json_dump(e);
+		f->cause = json_is_string(c) ? strdup(json_string_value(c))
+			   : (!c || json_is_null(c)) ? NULL : flow_json_dump(c);
+		json_decref(e);
+		json_decref(c);
+		rc = -1;
+		goto out;
+	}
+	if (!strcmp(type, "Choice")) {
+		json_t *rules = json_object_get(st, "Choices"), *r;
+		size_t i;
+		const char *target = NULL;
+		json_array_foreach(rules, i, r) {
+			json_t *c = ja_value(json_object_get(r, "Condition"), &env, "Condition", f);
+			if (!c)
+				goto fail_state;
+			bool m = json_is_true(c);
+			json_decref(c);
+			if (m) {
+				target = json_string_value(json_object_get(r, "Next"));
+				if (json_object_get(r, "Assign"))
+					assign = json_object_get(r, "Assign");
+				if (json_object_get(r, "Output"))
+					out_tmpl = json_object_get(r, "Output");
+				break;
+			}
+		}
+		if (!target) {
+			target = json_string_value(json_object_get(st, "Default"));
+			if (!target) {
+				flow__fail_set(f, "States.NoChoiceMatched", "No Matches!");
+				goto out;
+			}
+		}
+		s->next = target;
+		result = json_deep_copy(raw);
+		goto finish;
+	}
+	if (!strcmp(type, "Succeed")) {
+		s->next = NULL;
+		s->succeed_end = true;
+		result = json_deep_copy(raw);
+		goto finish;
+	}
+	if (!strcmp(type, "Wait")) {
+		uint64_t wait_ns = 0;
+		if (json_object_get(st, "Seconds")) {
+			json_t *v = ja_field(st, "Seconds", NULL, &env, f);
+			if (!v)
+				goto fail_state;
+			if (!json_is_integer(v) || json_integer_value(v) < 0) {
+				char *vs = flow_json_dump(v);
+				flow__fail_set(f, "States.QueryEvaluationError",
+					       "The Seconds field must be a non-negative integer, but was: %s",
+					       vs ? vs : "");
+				free(vs);
+				json_decref(v);
+				goto fail_state;
+			}
+			wait_ns = (uint64_t)json_integer_value(v) * TM_NS_PER_S;
+			json_decref(v);
+		} else {
+			json_t *v = ja_field(st, "Timestamp", NULL, &env, f);
+			int64_t when;
+			if (!v)
+				goto fail_state;
+			if (!json_is_string(v) || !flow__parse_timestamp(json_string_value(v), &when)) {
+				char *vs = json_is_string(v) ? strdup(json_string_value(v)) : flow_json_dump(v);
+				flow__fail_set(f, "States.QueryEvaluationError",
+					       "The Timestamp field cannot be parsed as an ISO-8601 extended offset date-time format string: %s",
+					       vs ? vs : "");
+				free(vs);
+				json_decref(v);
+				goto fail_state;
+			}
+			json_decref(v);
+			int64_t now = (int64_t)tm_clock_wall_ns();
+			wait_ns = when > now ? (uint64_t)((double)(when - now) * tm_clock_scale()) : 0;
+		}
+		if (wait_ns)
+			sleep_model(x, wait_ns);
+		if (aborted(x)) {
+			rc = -2;
+			goto out;
+		}
+		result = json_deep_copy(raw);
+		goto finish;
+	}
+	if (!strcmp(type, "Pass")) {
+		result = json_deep_copy(raw);
+		goto finish;
+	}
+
+	/* Task, Parallel, Map: Arguments → work (with Retry) → Output */
+	json_t *retry = json_object_get(st, "Retry");
+	unsigned counts[64] = {0}, attempt = 0;
+	json_t *items = NULL;
+	if (!strcmp(type, "Map")) {
+		if (json_object_get(st, "Items")) {
+			items = ja_field(st, "Items", NULL, &env, f);
+			if (!items)
+				goto fail_state;
+			if (!json_is_array(items)) {
+				const char *src = "";
+				size_t len = 0;
+				char *vs = flow_json_dump(items);
+				char *expr = is_ja_expr(json_object_get(st, "Items"), &src, &len)
+						     ? strndup(src, len) : strdup("");
+				char *t = expr;
+				while (*t == ' ')
+					t++;
+				size_t tl = strlen(t);
+				while (tl && t[tl - 1] == ' ')
+					t[--tl] = '\0';
+				flow__fail_set(f, "States.QueryEvaluationError",
+					       "The JSONata expression '%s' specified for the field 'Items' returned an unexpected result type. Expected 'array', but was '%s' for value: %s",
+					       t, ja_type(items), vs ? vs : "");
+				free(vs);
+				free(expr);
+				json_decref(items);
+				goto fail_state;
+			}
+		} else {
+			items = json_deep_copy(raw);
+		}
+	} else {
+		args = ja_field(st, "Arguments", raw, &env, f);
+		if (!args)
+			goto fail_state;
+	}
+	for (;;) {
+		if (!strcmp(type, "Task"))
+			result = run_task(x, name, st, args, ctx, scope, attempt, f);
+		else if (!strcmp(type, "Parallel"))
+			result = run_parallel(x, st, args, scope, f);
+		else
+			result = run_map(x, name, st, raw, ctx, scope, f, items);
+		if (result || aborted(x) || is_terminal_error(f->error))
+			break;
+		size_t i;
+		json_t *rt;
+		bool again = false;
+		json_array_foreach(retry, i, rt) {
+			if (!flow__error_matches(json_object_get(rt, "ErrorEquals"), f->error))
+				continue;
+			json_int_t max = tm_json_int(rt, "MaxAttempts", 3);
+			if (i < TM_ARRAY_LEN(counts) && counts[i] < (unsigned)max) {
+				double d = flow_retry_delay_seconds(rt, counts[i]);
+				const char *js = tm_json_str(rt, "JitterStrategy");
+				if (js && !strcmp(js, "FULL"))
+					d *= tm_rand_double();
+				counts[i]++;
+				attempt++;
+				sleep_model(x, (uint64_t)(d * 1e9));
+				again = !aborted(x);
+			}
+			break;
+		}
+		if (!again)
+			break;
+		flow__fail_clear(f);
+	}
+	json_decref(items);
+	if (!result) {
+		if (aborted(x)) {
+			rc = -2;
+			goto out;
+		}
+		goto fail_state;
+	}
+	json_object_set(states, "result", result);
+
+finish:
+	if (assign && !(pending_vars = ja_template(assign, &env, "Assign", f)))
+		goto fail_state;
+	{
+		bool task_like = !strcmp(type, "Task") || !strcmp(type, "Parallel") ||
+				 !strcmp(type, "Map");
+		output = out_tmpl ? ja_template(out_tmpl, &env, "Output", f)
+				  : json_deep_copy(task_like ? result : raw);
+		if (!output)
+			goto fail_state;
+	}
+	if (!check_size(name, output, f)) {
+		json_decref(output);
+		output = NULL;
+		goto out;
+	}
+	if (pending_vars)
+		json_object_update(scope->vars, pending_vars);
+	snprintf(ev, sizeof ev, "%sStateExited", type);
+	emit(x, ev, details_io(name, "output", output));
+	s->output = output;
+	rc = 0;
+	goto out;
+
+fail_state:
+	decorate_runtime(f, name, entered);
+	if (f->error && !is_terminal_error(f->error)) {
+		size_t i;
+		json_t *c;
+		json_array_foreach(json_object_get(st, "Catch"), i, c) {
+			if (!flow__error_matches(json_object_get(c, "ErrorEquals"), f->error))
+				continue;
+			json_t *eo = json_pack("{s:s,s:s}", "Error", f->error, "Cause",
+					       f->cause ? f->cause : "");
+			flow__fail cf = {0};
+			json_object_set_new(states, "errorOutput", eo);
+			json_t *cv = json_object_get(c, "Assign")
+				? ja_template(json_object_get(c, "Assign"), &env, "Assign", &cf)
+				: json_object();
+			output = cv ? ja_field(c, "Output", eo, &env, &cf) : NULL;
+			if (!output) {
+				json_decref(cv);
+				flow__fail_move(f, &cf);
+				break;
+			}
+			json_object_update(scope->vars, cv);
+			json_decref(cv);
+			flow__fail_clear(f);
+			s->next = json_string_value(json_object_get(c, "Next"));
+			snprintf(ev, sizeof ev, "%sStateExited", type);
+			emit(x, ev, details_io(name, "output", output));
+			s->output = output;
+			rc = 0;
+			goto out;
+		}
+	}
+	rc = -1;
+out:
+	json_decref(pending_vars);
+	json_decref(args);
+	json_decref(result);
+	json_decref(states);
+	json_decref(ctx);
+	return rc;
+}
+
 static int run_states(flow_execution *x, const json_t *machine, const json_t *input,
 		      const flow__scope *parent, json_t **out, flow__fail *f)
 {
@@ -945,7 +1340,8 @@ static int run_states(flow_execution *x, const json_t *machine, const json_t *in
 		}
 		const json_t *st = json_object_get(states, cur);
 		struct step s = {0};
-		rc = run_state(x, cur, st, in, &scope, &s, f);
+		rc = state_is_jsonata(x, st) ? run_state_jsonata(x, cur, st, in, &scope, &s, f)
+					      : run_state(x, cur, st, in, &scope, &s, f);
 		if (rc)
 			break;
 		json_decref(in);

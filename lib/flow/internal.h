@@ -116,6 +116,19 @@ int flow__choice_rule_check(const json_t *rule, bool top, const char *state,
 int flow__choice_rule_eval(const json_t *rule, const flow__env *env,
 			   flow__fail *f);
 
+/* ----------------------------------------------------------------- JSONata */
+
+typedef struct flow__jsonata_env {
+	const json_t *input;  /* the context value "$" */
+	const json_t *states; /* $states: input, context, result, errorOutput */
+	const flow__scope *scope;
+} flow__jsonata_env;
+
+/* Evaluates a JSONata expression (without the {% %} markers). NULL with
+ * *undefined set when it yields nothing, NULL with err set on failure. */
+json_t *flow__jsonata_eval(const char *src, const flow__jsonata_env *env,
+			   char *err, size_t errlen, bool *undefined);
+
 /* Error-name matching of Retry/Catch ErrorEquals. */
 bool flow__error_matches(const json_t *error_equals, const char *error);
 

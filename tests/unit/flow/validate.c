@@ -134,11 +134,22 @@ static void validate_reports_unknown_fields_and_types(void **state)
 		"State 'A': unknown 'Type'");
 }
 
-static void validate_marks_jsonata_as_unsupported(void **state)
+static void validate_checks_fields_by_query_language(void **state)
 {
-	static const char *const n[] = {"JSONata", NULL};
-	expect_invalid("{\"QueryLanguage\":\"JSONata\",\"StartAt\":\"A\",\"States\":{\"A\":{\"Type\":\"Pass\",\"End\":true}}}",
-		       TM_ERR_UNSUPPORTED, n);
+	const char *ok = "{\"QueryLanguage\":\"JSONata\",\"StartAt\":\"C\",\"States\":{"
+		"\"C\":{\"Type\":\"Choice\",\"Choices\":[{\"Condition\":\"{% $states.input.x %}\",\"Next\":\"A\",\"Output\":1}],\"Default\":\"A\"},"
+		"\"A\":{\"Type\":\"Pass\",\"Output\":\"{% $states.input %}\",\"End\":true}}}";
+	flow_machine *m = NULL;
+	char *errors = NULL;
+	assert_int_equal(flow_machine_parse(ok, strlen(ok), "J", &m, &errors), TM_OK);
+	flow_machine_free(m);
+	/* Output is a JSONata field: a JSONPath Pass state rejects it */
+	INVALID("{\"StartAt\":\"A\",\"States\":{\"A\":{\"Type\":\"Pass\",\"Output\":1,\"End\":true}}}",
+		"field 'Output' is not allowed in a Pass state");
+	INVALID("{\"QueryLanguage\":\"JSONata\",\"StartAt\":\"C\",\"States\":{\"C\":{\"Type\":\"Choice\","
+		"\"Choices\":[{\"Variable\":\"$.x\",\"IsNull\":true,\"Next\":\"A\"}],\"Default\":\"A\"},"
+		"\"A\":{\"Type\":\"Succeed\"}}}",
+		"a JSONata choice rule needs 'Condition'");
 }
 
 static void validate_rejects_text_that_is_not_json(void **state)
@@ -159,7 +170,7 @@ int main(void)
 		cmocka_unit_test(validate_reports_bad_retry_and_catch),
 		cmocka_unit_test(validate_reports_bad_choice_rules),
 		cmocka_unit_test(validate_reports_unknown_fields_and_types),
-		cmocka_unit_test(validate_marks_jsonata_as_unsupported),
+		cmocka_unit_test(validate_checks_fields_by_query_language),
 		cmocka_unit_test(validate_rejects_text_that_is_not_json),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
