@@ -110,12 +110,10 @@ static bool ratio_sampled(double ratio, const uint8_t trace_id[16])
 	return (trace__be64(trace_id + 8) >> 1) < bound;
 }
 
-bool trace_sampler_decide(trace_sampler_kind kind, double ratio,
-			  const uint8_t trace_id[16], const trace_context *parent,
-			  int8_t *priority)
+static bool decide(trace_sampler_kind kind, double ratio, const uint8_t trace_id[16],
+		   bool has_parent, uint8_t parent_flags, int8_t parent_priority,
+		   int8_t *priority)
 {
-	bool has_parent = parent && trace__nonzero(parent->trace_id, 16) &&
-			  trace__nonzero(parent->span_id, 8);
 	bool sampled;
 	bool inherit = false;
 
@@ -134,7 +132,7 @@ bool trace_sampler_decide(trace_sampler_kind kind, double ratio,
 			/* ParentBased: follow the parent's sampled flag. The
 			 * remote/local distinction only selects among delegate
 			 * samplers whose defaults are the same on both sides. */
-			sampled = (parent->flags & TRACE_FLAG_SAMPLED) != 0;
+			sampled = (parent_flags & TRACE_FLAG_SAMPLED) != 0;
 			inherit = true;
 		} else if (kind == TRACE_SAMPLER_PARENTBASED_ALWAYS_OFF) {
 			sampled = false;
@@ -149,8 +147,8 @@ bool trace_sampler_decide(trace_sampler_kind kind, double ratio,
 		int8_t p = sampled ? TRACE_PRIORITY_AUTO_KEEP : TRACE_PRIORITY_AUTO_REJECT;
 		/* A user decision upstream (manual keep/drop) is preserved as long
 		 * as it agrees with the sampled flag we propagate. */
-		if (has_parent && parent->priority != TRACE_PRIORITY_UNSET) {
-			int8_t pp = parent->priority;
+		if (has_parent && parent_priority != TRACE_PRIORITY_UNSET) {
+			int8_t pp = parent_priority;
 			if ((pp > 0) == sampled && (inherit || pp > 1 || pp < 0))
 				p = pp;
 		}
@@ -159,13 +157,32 @@ bool trace_sampler_decide(trace_sampler_kind kind, double ratio,
 	return sampled;
 }
 
+bool trace_sampler_decide(trace_sampler_kind kind, double ratio,
+			  const uint8_t trace_id[16], const trace_context *parent,
+			  int8_t *priority)
+{
+	bool has_parent = parent && trace__nonzero(parent->trace_id, 16) &&
+			  trace__nonzero(parent->span_id, 8);
+	return decide(kind, ratio, trace_id, has_parent, has_parent ? parent->flags : 0,
+		      has_parent ? parent->priority : TRACE_PRIORITY_UNSET, priority);
+}
+
 /* --------------------------------------------------------------- parent */
+
+/* The part of a parent the sampler and ids need: a trace_context minus its
+ * 1.3 KB of strings, which would cost more to clear than a span to start. */
+struct parent_ids {
+	uint8_t trace_id[16];
+	uint8_t span_id[8];
+	uint8_t flags;
+	int8_t priority;
+};
 
 struct parent_view {
 	bool valid;
 	bool remote;
 	const char *service;    /* local parents only */
-	trace_context ctxhead;  /* ids/flags/priority only (strings below) */
+	struct parent_ids ctxhead; /* ids/flags/priority (strings below) */
 	const char *tracestate;
 	const char *dd_origin;
 	const char *dd_tags;
@@ -280,8 +297,8 @@ trace_span *trace_span_start(trace_tracer *t, const char *name,
 		new_trace_id(trace_id, start_ns);
 
 	if (t && !t->cfg.disabled)
-		sampled = trace_sampler_decide(t->cfg.sampler, t->cfg.sampler_ratio, trace_id,
-					       pv.valid ? &pv.ctxhead : NULL, &prio);
+		sampled = decide(t->cfg.sampler, t->cfg.sampler_ratio, trace_id, pv.valid,
+				 pv.ctxhead.flags, pv.ctxhead.priority, &prio);
 	else if (pv.valid)
 		sampled = pv.ctxhead.flags & TRACE_FLAG_SAMPLED, prio = pv.ctxhead.priority;
 
