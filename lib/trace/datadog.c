@@ -286,8 +286,30 @@ static tm_err encode_span(tm_buf *b, tm_buf *tmp, const trace_span_data *s, bool
 	nmeta += 2; /* span.kind, _dd.p.tid */
 	if (res->nattrs)
 		nmeta += res->nattrs;
-	if (s->status == TRACE_STATUS_ERROR)
+	/* Datadog's error fields come from the last `exception` event. */
+	const char *ex_type = NULL, *ex_msg = NULL, *ex_stack = NULL;
+	for (uint32_t i = s->nevents; i-- > 0;) {
+		if (strcmp(s->events[i].name, "exception"))
+			continue;
+		for (uint32_t k = 0; k < s->events[i].nattrs; k++) {
+			const trace_attr *a = &s->events[i].attrs[k];
+			if (a->type != TRACE_ATTR_STRING)
+				continue;
+			if (!strcmp(a->key, "exception.type"))
+				ex_type = a->v.s;
+			else if (!strcmp(a->key, "exception.message"))
+				ex_msg = a->v.s;
+			else if (!strcmp(a->key, "exception.stacktrace"))
+				ex_stack = a->v.s;
+		}
+		break;
+	}
+	if (ex_type && find(s, "error.type"))
+		ex_type = NULL; /* already in meta as an attribute */
+	const char *err_msg = s->status_message && *s->status_message ? s->status_message : ex_msg;
+	if (s->status == TRACE_STATUS_ERROR && err_msg)
 		nmeta++; /* error.message */
+	nmeta += (ex_type != NULL) + (ex_stack != NULL);
 	if (s->nlinks)
 		nmeta++;
 	if (*s->dd_origin)
@@ -351,9 +373,17 @@ static tm_err encode_span(tm_buf *b, tm_buf *tmp, const trace_span_data *s, bool
 	tm_buf_reset(tmp);
 	TRY(trace__put_hex(tmp, s->trace_id, 8));
 	TRY(mp_strn(b, tmp->data, tmp->len));
-	if (s->status == TRACE_STATUS_ERROR) {
+	if (s->status == TRACE_STATUS_ERROR && err_msg) {
 		TRY(mp_str(b, "error.message"));
-		TRY(mp_str(b, s->status_message));
+		TRY(mp_str(b, err_msg));
+	}
+	if (ex_type) {
+		TRY(mp_str(b, "error.type"));
+		TRY(mp_str(b, ex_type));
+	}
+	if (ex_stack) {
+		TRY(mp_str(b, "error.stack"));
+		TRY(mp_str(b, ex_stack));
 	}
 	if (s->nlinks) {
 		TRY(mp_str(b, "_dd.span_links"));

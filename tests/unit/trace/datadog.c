@@ -51,7 +51,7 @@ static void record(trace_tracer *t)
 	trace_span_set_attr(srv, &ta);
 	trace_span_opts co = {.kind = TRACE_KIND_CLIENT, .parent = TRACE_PARENT_SPAN, .parent_span = srv};
 	trace_span *db = trace_span_start(t, "SELECT products", &co);
-	trace_span_record_error(db, "SQLITE_BUSY", "database is locked", NULL);
+	trace_span_record_error(db, "SQLITE_BUSY", "database is locked", "store.c:42\nmain.c:7");
 	trace_span_end(db, 0);
 	trace_span_end(srv, 0);
 
@@ -130,6 +130,8 @@ static void payload_decodes_with_msgpack_and_has_the_agent_types(void **state)
 	assert_string_equal(tm_json_str(db, "parent_id"), tm_json_str(srv, "span_id"));
 	assert_int_equal(json_integer_value(json_object_get(db, "error")), 1);
 	assert_string_equal(tm_json_str(json_object_get(db, "meta"), "error.message"), "database is locked");
+	assert_string_equal(tm_json_str(json_object_get(db, "meta"), "error.type"), "SQLITE_BUSY");
+	assert_string_equal(tm_json_str(json_object_get(db, "meta"), "error.stack"), "store.c:42\nmain.c:7");
 	assert_null(json_object_get(json_object_get(db, "metrics"), "_sampling_priority_v1"));
 	/* The analytics span links to the server span. */
 	json_t *links;
