@@ -310,6 +310,29 @@ static json_t *run_map(flow_execution *x, const char *name, const json_t *st,
 	const char *tpp = json_string_value(json_object_get(st, "ToleratedFailurePercentagePath"));
 	json_t *tcv = tcp ? flow__path_query(tcp, &env, NULL) : json_incref(tc);
 	json_t *tpv = tpp ? flow__path_query(tpp, &env, NULL) : json_incref(tp);
+	if (ja_items && (json_is_string(tcv) || json_is_string(tpv))) {
+		/* JSONata states may compute the thresholds */
+		json_t *states = json_pack("{s:O,s:O}", "input", effective, "context", ctx);
+		flow__jsonata_env jenv = {.input = effective, .states = states, .scope = scope};
+		json_t *n;
+		if (json_is_string(tcv)) {
+			n = ja_template(tcv, &jenv, "ToleratedFailureCount", f);
+			json_decref(tcv);
+			tcv = n;
+		}
+		if (tcv && json_is_string(tpv)) {
+			n = ja_template(tpv, &jenv, "ToleratedFailurePercentage", f);
+			json_decref(tpv);
+			tpv = n;
+		}
+		json_decref(states);
+		if (f->error) {
+			json_decref(items);
+			json_decref(tcv);
+			json_decref(tpv);
+			return NULL;
+		}
+	}
 	bool tolerant = tcv || tpv;
 
 	emit(x, "MapStateStarted", json_pack("{s:I}", "length", (json_int_t)json_array_size(items)));
