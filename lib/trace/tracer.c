@@ -58,6 +58,24 @@ void *trace__span_alloc(trace_span *s, size_t n, size_t align)
 
 char *trace__span_strdup(trace_span *s, const char *str, size_t max)
 {
+	/* Fast path: one pass copying straight into the arena; attribute keys
+	 * and values are short, and two libc calls cost more than the copy. */
+	if (str && s->arena_left > 1) {
+		char *dst = s->arena;
+		size_t lim = s->arena_left - 1 < max ? s->arena_left - 1 : max;
+		size_t i = 0;
+		while (i < lim && str[i]) {
+			dst[i] = str[i];
+			i++;
+		}
+		if (!str[i]) {
+			dst[i] = '\0';
+			s->arena += i + 1;
+			s->arena_left -= i + 1;
+			return dst;
+		}
+		/* Cut by max or out of inline room: the general path below. */
+	}
 	size_t n = strnlen(str ? str : "", max);
 	/* Never cut inside a UTF-8 sequence: back up to a lead byte. */
 	if (str && n == max && str[n]) {
