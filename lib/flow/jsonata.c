@@ -24,6 +24,7 @@ struct jp {
 };
 
 static json_t *expr(struct jp *j);
+static bool deep_eq(const json_t *a, const json_t *b);
 
 static void jerr(struct jp *j, const char *msg)
 {
@@ -330,8 +331,113 @@ static json_t *call(struct jp *j, const char *fn)
 		char u[37];
 		tm_uuid4(u);
 		r = json_string(u);
-	} else if (!strcmp(fn, "random")) {
+	} else if (!strcmp(fn, "random") || !strcmp(fn, "randomSeeded")) {
 		r = json_real(tm_rand_double());
+	} else if (!strcmp(fn, "round") || !strcmp(fn, "floor") || !strcmp(fn, "ceil") ||
+		   !strcmp(fn, "abs") || !strcmp(fn, "sqrt")) {
+		if (json_is_number(ARG(0))) {
+			double d = json_number_value(ARG(0));
+			if (fn[0] == 'r') {
+				double p10 = pow(10, json_is_number(ARG(1)) ? json_number_value(ARG(1)) : 0);
+				double x = d * p10, fl = floor(x);
+				/* JSONata rounds half to even */
+				double rr = x - fl > 0.5 ? fl + 1 : x - fl < 0.5 ? fl
+					    : (fmod(fl, 2) == 0 ? fl : fl + 1);
+				r = num(rr / p10);
+			} else {
+				r = num(fn[0] == 'f' ? floor(d) : fn[0] == 'c' ? ceil(d)
+					: fn[0] == 'a' ? fabs(d) : sqrt(d));
+			}
+		}
+	} else if (!strcmp(fn, "power")) {
+		if (json_is_number(ARG(0)) && json_is_number(ARG(1)))
+			r = num(pow(json_number_value(ARG(0)), json_number_value(ARG(1))));
+	} else if (!strcmp(fn, "substring")) {
+		if (json_is_string(ARG(0)) && json_is_number(ARG(1))) {
+			const char *str = json_string_value(ARG(0));
+			long len = (long)strlen(str), st = (long)json_number_value(ARG(1));
+			if (st < 0)
+				st = st + len < 0 ? 0 : st + len;
+			if (st > len)
+				st = len;
+			long cnt = json_is_number(ARG(2)) ? (long)json_number_value(ARG(2)) : len - st;
+			if (cnt < 0)
+				cnt = 0;
+			if (st + cnt > len)
+				cnt = len - st;
+			r = json_stringn(str + st, (size_t)cnt);
+		}
+	} else if (!strcmp(fn, "trim")) {
+		if (json_is_string(ARG(0))) {
+			const char *str = json_string_value(ARG(0));
+			tm_buf b;
+			tm_buf_init(&b, 1 << 22);
+			bool sp = false;
+			while (isspace((unsigned char)*str))
+				str++;
+			for (; *str; str++) {
+				if (isspace((unsigned char)*str)) {
+					sp = true;
+					continue;
+				}
+				if (sp && tm_buf_appendc(&b, ' ')) {}
+				sp = false;
+				if (tm_buf_appendc(&b, *str)) {}
+			}
+			r = json_string(b.data ? b.data : "");
+			tm_buf_free(&b);
+		}
+	} else if (!strcmp(fn, "split")) {
+		if (json_is_string(ARG(0)) && json_is_string(ARG(1))) {
+			const char *str = json_string_value(ARG(0)), *sep = json_string_value(ARG(1));
+			size_t sl = strlen(sep);
+			r = json_array();
+			if (!sl) {
+				for (; *str; str++)
+					json_array_append_new(r, json_stringn(str, 1));
+			} else {
+				const char *hit;
+				while ((hit = strstr(str, sep))) {
+					json_array_append_new(r, json_stringn(str, (size_t)(hit - str)));
+					str = hit + sl;
+				}
+				json_array_append_new(r, json_string(str));
+			}
+		}
+	} else if (!strcmp(fn, "distinct")) {
+		if (json_is_array(ARG(0))) {
+			size_t i, k;
+			json_t *x, *y;
+			r = json_array();
+			json_array_foreach(ARG(0), i, x) {
+				bool dup = false;
+				json_array_foreach(r, k, y) if (deep_eq(x, y)) dup = true;
+				if (!dup)
+					json_array_append(r, x);
+			}
+		}
+	} else if (!strcmp(fn, "reverse")) {
+		if (json_is_array(ARG(0))) {
+			r = json_array();
+			for (size_t i = json_array_size(ARG(0)); i > 0; i--)
+				json_array_append(r, json_array_get(ARG(0), i - 1));
+		}
+	} else if (!strcmp(fn, "type")) {
+		if (ARG(0))
+			r = json_string(json_is_object(ARG(0)) ? "object" : json_is_array(ARG(0)) ? "array"
+					: json_is_string(ARG(0)) ? "string" : json_is_number(ARG(0)) ? "number"
+					: json_is_boolean(ARG(0)) ? "boolean" : "null");
+	} else if (!strcmp(fn, "now")) {
+		char ts[32];
+		tm_clock_format_rfc3339(tm_clock_wall_ns(), ts);
+		r = json_string(ts);
+	} else if (!strcmp(fn, "millis")) {
+		r = json_integer((json_int_t)(tm_clock_wall_ns() / TM_NS_PER_MS));
+	} else if (!strcmp(fn, "lookup")) {
+		if (json_is_object(ARG(0)) && json_is_string(ARG(1))) {
+			json_t *m = json_object_get(ARG(0), json_string_value(ARG(1)));
+			r = m ? json_incref(m) : NULL;
+		}
 	} else if (!strcmp(fn, "hash")) {
 		/* reuse States.Hash through the intrinsic evaluator */
 		if (json_is_string(ARG(0)) && json_is_string(ARG(1))) {
