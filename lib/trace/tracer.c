@@ -706,9 +706,9 @@ void trace_span_end(trace_span *s, uint64_t end_ns)
 {
 	trace_tracer *t;
 
-	if (!s)
-		return;
-	if (s->ended || !s->recording) {
+	if (!s || s->ended)
+		return; /* a second end (while a scope keeps the span) is a no-op */
+	if (!s->recording) {
 		s->ended = true;
 		trace__span_release(s);
 		return;

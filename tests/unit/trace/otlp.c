@@ -257,6 +257,40 @@ static void shutdown_does_not_wait_out_a_throttling_collector(void **state)
 	receiver_stop(&r);
 }
 
+static size_t sink_seen;
+static void count_sink(const trace_span_data *const *spans, size_t n,
+		       const trace_resource *res, void *arg)
+{
+	sink_seen += n;
+}
+
+static void several_exporters_each_get_every_batch(void **state)
+{
+	struct receiver r = {0};
+	assert_int_equal(receiver_start(&r), 0);
+	trace_config cfg;
+	trace_tracer *t;
+	trace_config_init(&cfg);
+	cfg.install_log_hook = false;
+	cfg.exporters = TRACE_EXPORT_OTLP | TRACE_EXPORT_DATADOG | TRACE_EXPORT_JSONL | TRACE_EXPORT_SINK;
+	cfg.sink = count_sink;
+	cfg.bsp_schedule_delay_ms = 3600000; /* one batch: only the flush exports */
+	temp_path(cfg.jsonl_path, sizeof cfg.jsonl_path, ".jsonl");
+	snprintf(cfg.otlp_endpoint, sizeof cfg.otlp_endpoint, "http://127.0.0.1:%u/v1/traces", r.port);
+	snprintf(cfg.dd_agent_url, sizeof cfg.dd_agent_url, "http://127.0.0.1:%u", r.port);
+	assert_int_equal(trace_tracer_create(&cfg, &t), TM_OK);
+	sink_seen = 0;
+	for (int i = 0; i < 5; i++)
+		trace_span_end(trace_span_start(t, "fan-out", NULL), 0);
+	assert_int_equal(trace_tracer_force_flush(t), TM_OK);
+	trace_tracer_shutdown(t);
+	assert_int_equal(sink_seen, 5);
+	assert_int_equal(r.requests, 2); /* one OTLP POST, one Datadog PUT */
+	assert_int_equal(run_checker2("check_otlp.py", "--jsonl", cfg.jsonl_path), 0);
+	unlink(cfg.jsonl_path);
+	receiver_stop(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -266,6 +300,7 @@ int main(void)
 		cmocka_unit_test(exporter_does_not_retry_400_and_counts_the_failure),
 		cmocka_unit_test(unreachable_collector_fails_without_blocking_span_end),
 		cmocka_unit_test(shutdown_does_not_wait_out_a_throttling_collector),
+		cmocka_unit_test(several_exporters_each_get_every_batch),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

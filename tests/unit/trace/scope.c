@@ -99,6 +99,17 @@ static void a_span_ended_before_its_scope_stays_usable_as_parent(void **state)
 			    tm_json_str(span_named("early-end"), "spanId"));
 }
 
+static void ending_a_span_twice_while_scoped_is_harmless(void **state)
+{
+	size_t before = json_array_size(cap.spans);
+	trace_span *a = trace_span_start(tr, "twice", NULL);
+	trace_scope sa = trace_span_activate(a);
+	trace_span_end(a, 0);
+	trace_span_end(a, 0);
+	trace_scope_end(&sa);
+	assert_int_equal(json_array_size(cap.spans), before + 1);
+}
+
 struct handoff {
 	trace_context ctx;
 	bool had_current;
@@ -167,6 +178,7 @@ int main(void)
 		cmocka_unit_test(parent_none_starts_a_root_even_with_a_current_span),
 		cmocka_unit_test(ending_the_outer_scope_pops_forgotten_inner_scopes),
 		cmocka_unit_test(a_span_ended_before_its_scope_stays_usable_as_parent),
+		cmocka_unit_test(ending_a_span_twice_while_scoped_is_harmless),
 		cmocka_unit_test(context_captured_in_one_thread_parents_spans_in_another),
 		cmocka_unit_test(no_current_span_captures_an_invalid_context),
 		cmocka_unit_test(activation_past_the_depth_limit_is_ignored_not_fatal),
