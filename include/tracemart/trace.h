@@ -707,6 +707,15 @@ void trace_histogram_observe(trace_histogram *h, double v);
 tm_err trace_metrics_prometheus(trace_metrics *m, tm_buf *out) TM_WARN_UNUSED;
 
 /*
+ * Copies a tracer's stats (trace_tracer_stats) into m as counters
+ * tracemart_trace_spans_{started,sampled,ended,dropped,exported}_total,
+ * tracemart_trace_export_failures_total and
+ * tracemart_trace_attributes_dropped_total. Call it before an exposition
+ * (e.g. in the /metrics handler).
+ */
+void trace_tracer_metrics(const trace_tracer *t, trace_metrics *m);
+
+/*
  * DogStatsD: flushes every series over UDP to host:port — counters as
  * deltas since the previous flush (|c), gauges (|g), histograms as the
  * observations' count/sum deltas (name.count|c, name.sum|c) — tags from

@@ -575,3 +575,49 @@ done:
 	free(o);
 	return err;
 }
+
+/* ------------------------------------------------------- tracer stats */
+
+/* Raises a counter to an absolute total (its only writer is this file). */
+static void counter_raise(trace_counter *c, uint64_t total)
+{
+	uint64_t now = trace_counter_value(c);
+	if (c && total > now)
+		trace_counter_add(c, total - now);
+}
+
+void trace_tracer_metrics(const trace_tracer *t, trace_metrics *m)
+{
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	trace_stats st;
+	const struct {
+		const char *name, *help;
+		uint64_t v;
+	} *p, rows[] = {
+		{"tracemart_trace_spans_started_total", "Spans started (sampled or not).", 0},
+		{"tracemart_trace_spans_sampled_total", "Spans started and recorded.", 0},
+		{"tracemart_trace_spans_ended_total", "Recorded spans ended.", 0},
+		{"tracemart_trace_spans_dropped_total", "Spans dropped because the export queue was full.", 0},
+		{"tracemart_trace_spans_exported_total", "Spans handed to every exporter successfully.", 0},
+		{"tracemart_trace_export_failures_total", "Failed exporter calls.", 0},
+		{"tracemart_trace_attributes_dropped_total", "Attributes over the span attribute limit.", 0},
+	};
+	uint64_t vals[TM_ARRAY_LEN(rows)];
+
+	if (!t || !m)
+		return;
+	trace_tracer_stats(t, &st);
+	vals[0] = st.spans_started;
+	vals[1] = st.spans_sampled;
+	vals[2] = st.spans_ended;
+	vals[3] = st.spans_dropped;
+	vals[4] = st.spans_exported;
+	vals[5] = st.export_failures;
+	vals[6] = st.attrs_dropped;
+	pthread_mutex_lock(&mu); /* read-then-add must not interleave */
+	for (size_t i = 0; i < TM_ARRAY_LEN(rows); i++) {
+		p = &rows[i];
+		counter_raise(trace_counter_get(m, p->name, p->help, NULL), vals[i]);
+	}
+	pthread_mutex_unlock(&mu);
+}

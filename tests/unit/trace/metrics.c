@@ -147,6 +147,31 @@ static void global_registry_is_shared(void **state)
 	assert_int_equal(trace_counter_value(trace_counter_get(m, "global_total", NULL, NULL)), 1);
 }
 
+static void tracer_stats_appear_as_counters(void **state)
+{
+	trace_metrics *m;
+	trace_config cfg;
+	trace_tracer *t;
+	assert_int_equal(trace_metrics_create(&m), TM_OK);
+	trace_config_init(&cfg);
+	cfg.install_log_hook = false;
+	cfg.synchronous = true;
+	assert_int_equal(trace_tracer_create(&cfg, &t), TM_OK);
+	for (int i = 0; i < 3; i++)
+		trace_span_end(trace_span_start(t, "counted", NULL), 0);
+	trace_tracer_metrics(t, m);
+	trace_tracer_metrics(t, m); /* idempotent */
+	tm_buf b;
+	tm_buf_init(&b, 1 << 16);
+	assert_int_equal(trace_metrics_prometheus(m, &b), TM_OK);
+	assert_non_null(strstr(b.data, "\ntracemart_trace_spans_started_total 3\n"));
+	assert_non_null(strstr(b.data, "\ntracemart_trace_spans_dropped_total 0\n"));
+	assert_non_null(strstr(b.data, "# TYPE tracemart_trace_spans_exported_total counter\n"));
+	tm_buf_free(&b);
+	trace_tracer_shutdown(t);
+	trace_metrics_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -155,6 +180,7 @@ int main(void)
 		cmocka_unit_test(counters_are_exact_under_concurrent_updates),
 		cmocka_unit_test(dogstatsd_flush_sends_deltas_gauges_and_tags),
 		cmocka_unit_test(global_registry_is_shared),
+		cmocka_unit_test(tracer_stats_appear_as_counters),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
