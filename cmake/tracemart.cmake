@@ -29,3 +29,19 @@ function(tm_test name)
     set_tests_properties(${name} PROPERTIES LABELS "${A_LABELS}")
   endif()
 endfunction()
+
+# tm_embed(OUT_C SYMBOL file) — writes OUT_C defining
+#   const unsigned char SYMBOL[]; const size_t SYMBOL_len;
+# with the file's bytes (NUL-terminated, the NUL not counted), so shipped
+# data (the default topology) lives inside the binary. Regenerated when
+# the file changes (it is a configure dependency).
+function(tm_embed out_c symbol file)
+  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${file})
+  file(READ ${file} hex HEX)
+  string(LENGTH "${hex}" hexlen)
+  math(EXPR len "${hexlen} / 2")
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
+  string(REGEX REPLACE "((0x..,){32})" "\\1\n" bytes "${bytes}")
+  file(WRITE ${out_c}.tmp "/* Generated from ${file} by tm_embed(); do not edit. */\n#include <stddef.h>\nconst unsigned char ${symbol}[] = {\n${bytes}0x00};\nconst size_t ${symbol}_len = ${len};\n")
+  configure_file(${out_c}.tmp ${out_c} COPYONLY)
+endfunction()
