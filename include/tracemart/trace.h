@@ -724,5 +724,14 @@ void trace_tracer_metrics(const trace_tracer *t, trace_metrics *m);
 tm_err trace_metrics_dogstatsd_flush(trace_metrics *m, const char *host,
 				     uint16_t port) TM_WARN_UNUSED;
 
+/* A background thread flushing m to DogStatsD every interval_ms (model
+ * time, TRACEMART_TIME_SCALE applies); stop flushes once more and joins.
+ * m must outlive the flusher. Caller owns *out. */
+typedef struct trace_statsd_flusher trace_statsd_flusher;
+tm_err trace_metrics_dogstatsd_start(trace_metrics *m, const char *host, uint16_t port,
+				     uint32_t interval_ms,
+				     trace_statsd_flusher **out /* OUT */) TM_WARN_UNUSED;
+void trace_metrics_dogstatsd_stop(trace_statsd_flusher *f);
+
 
 #endif

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -620,4 +621,89 @@ void trace_tracer_metrics(const trace_tracer *t, trace_metrics *m)
 		counter_raise(trace_counter_get(m, p->name, p->help, NULL), vals[i]);
 	}
 	pthread_mutex_unlock(&mu);
+}
+
+/* ----------------------------------------------------- statsd flusher */
+
+struct trace_statsd_flusher {
+	trace_metrics *m;
+	char host[256];
+	uint16_t port;
+	uint32_t interval_ms;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool stop;
+};
+
+static void *flusher_main(void *arg)
+{
+	trace_statsd_flusher *f = arg;
+	struct timespec dl;
+
+	pthread_mutex_lock(&f->mu);
+	for (;;) {
+		clock_gettime(CLOCK_MONOTONIC, &dl);
+		uint64_t ns = (uint64_t)dl.tv_nsec + tm_clock_scaled_ns(f->interval_ms * TM_NS_PER_MS);
+		dl.tv_sec += (time_t)(ns / TM_NS_PER_S);
+		dl.tv_nsec = (long)(ns % TM_NS_PER_S);
+		while (!f->stop && pthread_cond_timedwait(&f->cv, &f->mu, &dl) == 0)
+			;
+		bool stopping = f->stop;
+		pthread_mutex_unlock(&f->mu);
+		/* UDP is best effort: a failed send is not worth a log line per
+		 * interval; the next flush carries the deltas anyway. */
+		if (trace_metrics_dogstatsd_flush(f->m, f->host, f->port))
+			tm_log(TM_LOG_DEBUG, "trace", "dogstatsd flush failed", NULL);
+		pthread_mutex_lock(&f->mu);
+		if (stopping)
+			break; /* the last flush ran after stop was requested */
+	}
+	pthread_mutex_unlock(&f->mu);
+	return NULL;
+}
+
+tm_err trace_metrics_dogstatsd_start(trace_metrics *m, const char *host, uint16_t port,
+				     uint32_t interval_ms, trace_statsd_flusher **out)
+{
+	trace_statsd_flusher *f;
+	pthread_condattr_t ca;
+
+	*out = NULL;
+	if (!m || !host || !port || !interval_ms)
+		return TM_ERR_INVALID;
+	f = calloc(1, sizeof *f);
+	if (!f)
+		return TM_ERR_NOMEM;
+	f->m = m;
+	snprintf(f->host, sizeof f->host, "%s", host);
+	f->port = port;
+	f->interval_ms = interval_ms;
+	pthread_mutex_init(&f->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&f->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	if (pthread_create(&f->thread, NULL, flusher_main, f)) {
+		pthread_cond_destroy(&f->cv);
+		pthread_mutex_destroy(&f->mu);
+		free(f);
+		return TM_ERR_NOMEM;
+	}
+	*out = f;
+	return TM_OK;
+}
+
+void trace_metrics_dogstatsd_stop(trace_statsd_flusher *f)
+{
+	if (!f)
+		return;
+	pthread_mutex_lock(&f->mu);
+	f->stop = true;
+	pthread_cond_signal(&f->cv);
+	pthread_mutex_unlock(&f->mu);
+	pthread_join(f->thread, NULL); /* the loop flushes once after stop */
+	pthread_cond_destroy(&f->cv);
+	pthread_mutex_destroy(&f->mu);
+	free(f);
 }

@@ -172,6 +172,25 @@ static void tracer_stats_appear_as_counters(void **state)
 	trace_metrics_free(m);
 }
 
+static void background_flusher_sends_on_stop(void **state)
+{
+	uint16_t port = 0;
+	int fd = udp_listen(&port);
+	trace_metrics *m;
+	trace_statsd_flusher *f;
+	char buf[2048];
+	assert_true(fd >= 0);
+	assert_int_equal(trace_metrics_create(&m), TM_OK);
+	/* An hour-long interval: only the flush at stop sends. */
+	assert_int_equal(trace_metrics_dogstatsd_start(m, "127.0.0.1", port, 3600000, &f), TM_OK);
+	trace_counter_add(trace_counter_get(m, "stopped.flush", NULL, NULL), 4);
+	trace_metrics_dogstatsd_stop(f);
+	assert_true(udp_recv(fd, buf, sizeof buf) > 0);
+	assert_string_equal(buf, "stopped.flush:4|c");
+	trace_metrics_free(m);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -181,6 +200,7 @@ int main(void)
 		cmocka_unit_test(dogstatsd_flush_sends_deltas_gauges_and_tags),
 		cmocka_unit_test(global_registry_is_shared),
 		cmocka_unit_test(tracer_stats_appear_as_counters),
+		cmocka_unit_test(background_flusher_sends_on_stop),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
