@@ -493,9 +493,11 @@ static tm_err parse_headers(struct otlp_exporter *x, const char *s)
 			line[o++] = ':';
 			line[o++] = ' ';
 			for (const char *p = eq + 1; p < s + n && o + 1 < sizeof line; p++) {
-				unsigned hv;
-				if (*p == '%' && p + 2 < s + n + 0 && sscanf(p + 1, "%2x", &hv) == 1) {
-					line[o++] = (char)hv;
+				uint8_t hv;
+				if (*p == '%' && p + 2 < s + n && tm_hex_decode(p + 1, 1, &hv) == TM_OK) {
+					/* A decoded CR/LF/NUL would split the header. */
+					if (hv >= 0x20 || hv == '\t')
+						line[o++] = (char)hv;
 					p += 2;
 				} else if (*p != '\r' && *p != '\n') {
 					line[o++] = *p;

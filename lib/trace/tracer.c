@@ -884,8 +884,8 @@ static void pct_decode(const char *in, size_t n, char *out, size_t outsz)
 {
 	size_t o = 0;
 	for (size_t i = 0; i < n && o + 1 < outsz; i++) {
-		unsigned hv;
-		if (in[i] == '%' && i + 2 < n + 0 && sscanf(in + i + 1, "%2x", &hv) == 1) {
+		uint8_t hv;
+		if (in[i] == '%' && i + 2 < n && tm_hex_decode(in + i + 1, 1, &hv) == TM_OK) {
 			out[o++] = (char)hv;
 			i += 2;
 		} else {
