@@ -155,6 +155,18 @@ const char *flow_execution_arn(const flow_execution *x);
 /* Borrowed JSON array of {id, previousEventId, timestamp, type, …details}. */
 const json_t *flow_execution_history(const flow_execution *x);
 
+/*
+ * Where a running execution is, as data (any thread; caller owns the
+ * copy): {"executionArn", "status", "frames": [...]}, one frame per
+ * running branch, outermost first — the execution, then each Parallel
+ * branch ({"branch": i}) or Map iteration ({"map": name, "index": i}) it
+ * is inside — each with "state" (current state name), "input" (its raw
+ * input), "variables", and while applicable "retryCounts", "waitUntilNs"
+ * (wall-clock deadline) and "taskToken". This is what the durable store
+ * will checkpoint to resume after a restart.
+ */
+json_t *flow_execution_snapshot(flow_execution *x);
+
 /* -------------------------------------------------------------- helpers */
 
 /*

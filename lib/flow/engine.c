@@ -41,6 +41,10 @@ struct flow_execution {
 	pthread_cond_t cv;
 	bool abort;
 	struct pending *pending;
+	/* Where the execution is, as data: one frame per running branch
+	 * (execution, Parallel branch, Map iteration), innermost last. This
+	 * is what a durable store checkpoints (flow_execution_snapshot). */
+	json_t *frames;
 };
 
 /* Terminal errors: no Retry or Catch applies (States Language, "Errors"). */
@@ -105,14 +109,19 @@ static bool aborted(flow_execution *x)
 	return a;
 }
 
+static void frame_set(flow_execution *x, const char *key, json_t *value);
+
 /* Sleeps model time; wakes early on abort. */
 static void sleep_model(flow_execution *x, uint64_t model_ns)
 {
+	uint64_t deadline = tm_clock_deadline_ns(model_ns);
+	/* a durable store resumes a wait from this wall-clock deadline */
+	frame_set(x, "waitUntilNs", json_integer((json_int_t)deadline));
 	if (x->opts.sleep) {
 		x->opts.sleep(x->opts.sleep_arg, model_ns);
+		frame_set(x, "waitUntilNs", NULL);
 		return;
 	}
-	uint64_t deadline = tm_clock_deadline_ns(model_ns);
 	pthread_mutex_lock(&x->mu);
 	while (!x->abort) {
 		uint64_t now = tm_clock_wall_ns();
@@ -123,6 +132,52 @@ static void sleep_model(flow_execution *x, uint64_t model_ns)
 		pthread_cond_timedwait(&x->cv, &x->mu, &ts);
 	}
 	pthread_mutex_unlock(&x->mu);
+	frame_set(x, "waitUntilNs", NULL);
+}
+
+
+/* --------------------------------------------------------------- frames */
+
+static void frame_push(flow_execution *x, json_t *frame)
+{
+	pthread_mutex_lock(&x->mu);
+	json_array_append_new(x->frames, frame);
+	pthread_mutex_unlock(&x->mu);
+}
+
+static void frame_pop(flow_execution *x)
+{
+	pthread_mutex_lock(&x->mu);
+	size_t n = json_array_size(x->frames);
+	if (n)
+		json_array_remove(x->frames, n - 1);
+	pthread_mutex_unlock(&x->mu);
+}
+
+/* Sets (value non-NULL, reference taken) or removes a key of the
+ * innermost frame. */
+static void frame_set(flow_execution *x, const char *key, json_t *value)
+{
+	pthread_mutex_lock(&x->mu);
+	json_t *top = json_array_get(x->frames, json_array_size(x->frames) - 1);
+	if (top && value)
+		json_object_set_new(top, key, value);
+	else if (top)
+		json_object_del(top, key);
+	else
+		json_decref(value);
+	pthread_mutex_unlock(&x->mu);
+}
+
+json_t *flow_execution_snapshot(flow_execution *x)
+{
+	pthread_mutex_lock(&x->mu);
+	json_t *r = json_pack("{s:s,s:s,s:O}", "executionArn", x->arn, "status",
+			      flow_status_name(x->status), "frames", x->frames);
+	json_t *copy = r ? json_deep_copy(r) : NULL;
+	pthread_mutex_unlock(&x->mu);
+	json_decref(r);
+	return copy;
 }
 
 /* ----------------------------------------------------------------- context */
@@ -234,7 +289,8 @@ static void decorate_runtime(flow__fail *f, const char *state, uint64_t entered)
 /* ---------------------------------------------------------------- branches */
 
 static int run_states(flow_execution *x, const json_t *machine, const json_t *input,
-		      const flow__scope *parent, json_t **out, flow__fail *f);
+		      const flow__scope *parent, json_t **out, flow__fail *f,
+		      json_t *frame);
 
 /* Map: iterations in order; MaxConcurrency only bounds, so 1-at-a-time is
  * a valid schedule. */
@@ -357,7 +413,8 @@ static json_t *run_map(flow_execution *x, const char *name, const json_t *st,
 			goto fail;
 		emit(x, "MapIterationStarted", json_pack("{s:s,s:I}", "name", name, "index", (json_int_t)i));
 		flow__fail ifail = {0};
-		int rc = run_states(x, proc, iin, scope, &iout, &ifail);
+		int rc = run_states(x, proc, iin, scope, &iout, &ifail,
+				    json_pack("{s:s,s:I}", "map", name, "index", (json_int_t)i));
 		json_decref(iin);
 		if (rc) {
 			emit(x, rc == -2 ? "MapIterationAborted" : "MapIterationFailed",
@@ -409,7 +466,8 @@ static json_t *run_parallel(flow_execution *x, const json_t *st, const json_t *e
 	emit(x, "ParallelStateStarted", NULL);
 	json_array_foreach(branches, i, b) {
 		json_t *out = NULL;
-		if (run_states(x, b, effective, scope, &out, f)) {
+		if (run_states(x, b, effective, scope, &out, f,
+			       json_pack("{s:I}", "branch", (json_int_t)i))) {
 			emit(x, "ParallelStateFailed", NULL);
 			json_decref(results);
 			return NULL;
@@ -519,6 +577,7 @@ static json_t *run_task(flow_execution *x, const char *name, const json_t *st,
 		uint64_t deadline = req.timeout_seconds > 0
 			? tm_clock_deadline_ns((uint64_t)(req.timeout_seconds * 1e9))
 			: UINT64_MAX;
+		frame_set(x, "taskToken", json_string(token));
 		bool timed_out = false;
 		pthread_mutex_lock(&x->mu);
 		while (!pd->done && !x->abort) {
@@ -541,6 +600,7 @@ static json_t *run_task(flow_execution *x, const char *name, const json_t *st,
 			}
 		bool was_aborted = x->abort && !pd->done;
 		pthread_mutex_unlock(&x->mu);
+		frame_set(x, "taskToken", NULL);
 		if (timed_out || was_aborted) {
 			if (timed_out) {
 				flow__fail_set(f, "States.Timeout", "Task timed out.");
@@ -870,6 +930,9 @@ static int run_state(flow_execution *x, const char *name, const json_t *st,
 				attempt++;
 				json_object_set_new(json_object_get(ctx, "State"), "RetryCount",
 						    json_integer(attempt));
+				frame_set(x, "retryCounts", json_pack("{s:I,s:I}", "retrier",
+								      (json_int_t)i, "count",
+								      (json_int_t)counts[i]));
 				sleep_model(x, (uint64_t)(d * 1e9));
 				again = !aborted(x);
 			}
@@ -1341,7 +1404,8 @@ out:
 }
 
 static int run_states(flow_execution *x, const json_t *machine, const json_t *input,
-		      const flow__scope *parent, json_t **out, flow__fail *f)
+		      const flow__scope *parent, json_t **out, flow__fail *f,
+		      json_t *frame)
 {
 	const json_t *states = json_object_get(machine, "States");
 	const char *cur = json_string_value(json_object_get(machine, "StartAt"));
@@ -1350,7 +1414,12 @@ static int run_states(flow_execution *x, const json_t *machine, const json_t *in
 	int rc = 0;
 	size_t transitions = 0;
 
+	/* the frame shares the variables object: a snapshot copies it */
+	json_object_set(frame, "variables", scope.vars);
+	frame_push(x, frame);
 	for (;;) {
+		frame_set(x, "state", json_string(cur));
+		frame_set(x, "input", json_deep_copy(in));
 		if (aborted(x)) {
 			rc = -2;
 			break;
@@ -1373,6 +1442,7 @@ static int run_states(flow_execution *x, const json_t *machine, const json_t *in
 			break;
 		cur = s.next;
 	}
+	frame_pop(x);
 	if (rc == 0)
 		*out = in;
 	else
@@ -1402,6 +1472,7 @@ tm_err flow_execution_new(const flow_machine *m, const json_t *input,
 	x->name = strdup(x->opts.execution_name ? x->opts.execution_name : uuid);
 	x->input = json_deep_copy(input ? input : json_object());
 	x->history = json_array();
+	x->frames = json_array();
 	tm_buf_init(&b, 4096);
 	if (tm_buf_printf(&b, "arn:aws:states:local:000000000000:execution:%s:%s",
 			    flow_machine_name(m), x->name ? x->name : "")) {}
@@ -1436,6 +1507,7 @@ void flow_execution_free(flow_execution *x)
 	json_decref(x->ctx_base);
 	json_decref(x->output);
 	json_decref(x->history);
+	json_decref(x->frames);
 	free(x->name);
 	free(x->arn);
 	free(x->error);
@@ -1460,7 +1532,8 @@ tm_err flow_execution_run(flow_execution *x)
 	if (!check_size("Execution input", x->input, &f))
 		rc = -1;
 	else
-		rc = run_states(x, flow_machine_definition(x->m), x->input, NULL, &out, &f);
+		rc = run_states(x, flow_machine_definition(x->m), x->input, NULL, &out, &f,
+				json_object());
 	if (rc == 0) {
 		char *s = flow_json_dump(out);
 		x->output = out;

@@ -394,6 +394,75 @@ static void missing_invoker_fails_the_task(void **state)
 		      "States.TaskFailed:no task invoker is configured for resource 'fn'");
 }
 
+
+/* ---- snapshots ---- */
+
+static json_t *snap_seen;
+static flow_execution *snap_x;
+
+static flow_task_status snapshot_invoke(void *arg, const flow_task_request *req,
+					flow_task_result *res)
+{
+	(void)arg;
+	if (!snap_seen)
+		snap_seen = flow_execution_snapshot(snap_x);
+	res->output = json_deep_copy(req->input);
+	return FLOW_TASK_SUCCEEDED;
+}
+
+static void snapshot_sleep(void *arg, uint64_t ns)
+{
+	(void)arg;
+	(void)ns;
+	if (!snap_seen)
+		snap_seen = flow_execution_snapshot(snap_x);
+}
+
+static void snapshot_of(const char *def, const char *input, flow_options *o)
+{
+	flow_machine *m = NULL;
+	char *errors = NULL;
+	json_t *in = json_loads(input, 0, NULL);
+	snap_seen = NULL;
+	assert_int_equal(flow_machine_parse(def, strlen(def), "S", &m, &errors), TM_OK);
+	assert_int_equal(flow_execution_new(m, in, o, &snap_x), TM_OK);
+	assert_int_equal(flow_execution_run(snap_x), TM_OK);
+	assert_int_equal(flow_execution_status(snap_x), FLOW_SUCCEEDED);
+	/* once finished, no frame is left */
+	json_t *after = flow_execution_snapshot(snap_x);
+	assert_int_equal(json_array_size(json_object_get(after, "frames")), 0);
+	json_decref(after);
+	flow_execution_free(snap_x);
+	flow_machine_free(m);
+	json_decref(in);
+}
+
+static void snapshot_describes_the_position_as_data(void **state)
+{
+	flow_options o = {.invoke = snapshot_invoke, .sleep = snapshot_sleep};
+	snapshot_of("{\"StartAt\":\"A\",\"States\":{\"A\":{\"Type\":\"Pass\",\"Assign\":{\"v\":1},\"Next\":\"M\"},"
+		    "\"M\":{\"Type\":\"Map\",\"ItemProcessor\":{\"StartAt\":\"T\",\"States\":{"
+		    "\"T\":{\"Type\":\"Task\",\"Resource\":\"fn\",\"End\":true}}},\"End\":true}}}",
+		    "[7]", &o);
+	json_t *frames = json_object_get(snap_seen, "frames");
+	assert_int_equal(json_array_size(frames), 2);
+	json_t *outer = json_array_get(frames, 0), *inner = json_array_get(frames, 1);
+	assert_string_equal(tm_json_str(outer, "state"), "M");
+	assert_int_equal(tm_json_int(json_object_get(outer, "variables"), "v", 0), 1);
+	assert_string_equal(tm_json_str(inner, "map"), "M");
+	assert_int_equal(tm_json_int(inner, "index", -1), 0);
+	assert_string_equal(tm_json_str(inner, "state"), "T");
+	assert_int_equal(json_integer_value(json_object_get(inner, "input")), 7);
+	json_decref(snap_seen);
+
+	snapshot_of("{\"StartAt\":\"W\",\"States\":{\"W\":{\"Type\":\"Wait\",\"Seconds\":60,\"End\":true}}}",
+		    "{}", &o);
+	frames = json_object_get(snap_seen, "frames");
+	assert_string_equal(tm_json_str(json_array_get(frames, 0), "state"), "W");
+	assert_true(json_integer_value(json_object_get(json_array_get(frames, 0), "waitUntilNs")) > 0);
+	json_decref(snap_seen);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -413,6 +482,7 @@ int main(void)
 		cmocka_unit_test(abort_stops_an_execution_waiting_for_a_task),
 		cmocka_unit_test(task_timeout_is_caught_by_timeout_but_not_task_failed),
 		cmocka_unit_test(missing_invoker_fails_the_task),
+		cmocka_unit_test(snapshot_describes_the_position_as_data),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
