@@ -459,8 +459,14 @@ void trace_span_set_service(trace_span *s, const char *service)
 
 void trace_span_set_priority(trace_span *s, int8_t priority)
 {
-	if (s && !s->ended)
-		s->d.priority = priority;
+	if (!s || s->ended || priority == TRACE_PRIORITY_UNSET)
+		return;
+	/* A manual keep/drop is propagated; the W3C sampled flag must agree
+	 * with it (priority > 0 <=> sampled) so downstream SDKs decide alike.
+	 * The span itself stays recorded: the agent applies the priority. */
+	s->d.priority = priority;
+	s->d.flags = (uint8_t)((s->d.flags & ~TRACE_FLAG_SAMPLED) |
+			       (priority > 0 ? TRACE_FLAG_SAMPLED : 0));
 }
 
 /* ----------------------------------------------------------- attributes */

@@ -151,6 +151,25 @@ static void sampled_root_gets_auto_keep_and_the_sampled_flag(void **state)
 	capture_free(&cap);
 }
 
+static void manual_priority_also_sets_the_propagated_sampled_flag(void **state)
+{
+	struct capture cap;
+	capture_init(&cap);
+	trace_tracer *t = capture_tracer(&cap, NULL);
+	trace_span *s = trace_span_start(t, "manual", NULL);
+	trace_span_set_priority(s, TRACE_PRIORITY_USER_REJECT);
+	trace_context c;
+	trace_span_context(s, &c);
+	assert_int_equal(c.priority, TRACE_PRIORITY_USER_REJECT);
+	assert_int_equal(c.flags & TRACE_FLAG_SAMPLED, 0);
+	trace_span_set_priority(s, TRACE_PRIORITY_USER_KEEP);
+	trace_span_context(s, &c);
+	assert_int_equal(c.flags & TRACE_FLAG_SAMPLED, TRACE_FLAG_SAMPLED);
+	trace_span_end(s, 0);
+	trace_tracer_shutdown(t);
+	capture_free(&cap);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -161,6 +180,7 @@ int main(void)
 		cmocka_unit_test(sampler_names_parse_as_otel_spells_them),
 		cmocka_unit_test(unsampled_spans_do_not_record_but_propagate),
 		cmocka_unit_test(sampled_root_gets_auto_keep_and_the_sampled_flag),
+		cmocka_unit_test(manual_priority_also_sets_the_propagated_sampled_flag),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
