@@ -497,9 +497,14 @@ static void validate_machine(struct vctx *c, const json_t *m, const char *where,
 			continue;
 		}
 		if (!top && !strcmp(k, "ProcessorConfig")) {
+			/* DISTRIBUTED child executions run in-process, one after
+			 * another, like INLINE iterations */
 			const char *mode = json_string_value(json_object_get(v, "Mode"));
-			if (mode && strcmp(mode, "INLINE"))
-				ERR(c, "%s: only INLINE Map processing is supported (got %s)", pre, mode);
+			const char *et = json_string_value(json_object_get(v, "ExecutionType"));
+			if (mode && strcmp(mode, "INLINE") && strcmp(mode, "DISTRIBUTED"))
+				ERR(c, "%s: ProcessorConfig 'Mode' must be INLINE or DISTRIBUTED", pre);
+			if (et && strcmp(et, "STANDARD") && strcmp(et, "EXPRESS"))
+				ERR(c, "%s: ProcessorConfig 'ExecutionType' must be STANDARD or EXPRESS", pre);
 			continue;
 		}
 		ERR(c, "%s: unknown field '%s'", pre, k);

@@ -348,6 +348,16 @@ static json_t *run_map(flow_execution *x, const char *name, const json_t *st,
 	} else {
 		items = json_deep_copy(effective);
 	}
+	if (json_object_get(st, "ItemReader")) {
+		/* reading items from S3 needs a service we do not have */
+		flow__fail_set(f, "States.ItemReaderFailed",
+			       "ItemReader resources (%s) are not available in tracemart",
+			       tm_json_str(json_object_get(st, "ItemReader"), "Resource")
+				       ? tm_json_str(json_object_get(st, "ItemReader"), "Resource")
+				       : "?");
+		json_decref(items);
+		return NULL;
+	}
 	if (!json_is_array(items)) {
 		char *s = flow_json_dump(items);
 		if (ja_items)
@@ -359,6 +369,35 @@ static json_t *run_map(flow_execution *x, const char *name, const json_t *st,
 		free(s);
 		json_decref(items);
 		return NULL;
+	}
+	const json_t *batcher = json_object_get(st, "ItemBatcher");
+	if (batcher) {
+		/* batches of MaxItemsPerBatch as {"Items": […], …BatchInput} */
+		json_t *mi = json_object_get(batcher, "MaxItemsPerBatch");
+		const char *mip = json_string_value(json_object_get(batcher, "MaxItemsPerBatchPath"));
+		json_t *miv = mip ? flow__path_query(mip, &env, NULL) : json_incref(mi);
+		size_t per = json_is_number(miv) && json_number_value(miv) >= 1
+				     ? (size_t)json_number_value(miv) : json_array_size(items);
+		json_decref(miv);
+		json_t *bi = json_object_get(batcher, "BatchInput");
+		json_t *batches = json_array(), *cur = NULL;
+		json_array_foreach(items, i, item) {
+			if (!cur || json_array_size(json_object_get(cur, "Items")) >= per) {
+				cur = bi ? (json_is_object(bi) ? flow__template_apply(bi, &env, f)
+								: json_object())
+					 : json_object();
+				if (!cur) {
+					json_decref(batches);
+					json_decref(items);
+					return NULL;
+				}
+				json_object_set_new(cur, "Items", json_array());
+				json_array_append_new(batches, cur);
+			}
+			json_array_append(json_object_get(cur, "Items"), item);
+		}
+		json_decref(items);
+		items = batches;
 	}
 	json_t *tc = json_object_get(st, "ToleratedFailureCount");
 	json_t *tp = json_object_get(st, "ToleratedFailurePercentage");
