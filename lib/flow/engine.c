@@ -234,8 +234,17 @@ static json_t *apply_result_path(const json_t *holder, const json_t *raw,
 	return r;
 }
 
-static bool do_assign(const json_t *assign, const flow__env *env, flow__scope *scope,
-		      flow__fail *f)
+/* Variables change under the execution's lock: snapshots read them from
+ * other threads. */
+static void commit_vars(flow_execution *x, flow__scope *scope, json_t *vals)
+{
+	pthread_mutex_lock(&x->mu);
+	json_object_update(scope->vars, vals);
+	pthread_mutex_unlock(&x->mu);
+}
+
+static bool do_assign(flow_execution *x, const json_t *assign, const flow__env *env,
+		      flow__scope *scope, flow__fail *f)
 {
 	if (!assign)
 		return true;
@@ -243,7 +252,7 @@ static bool do_assign(const json_t *assign, const flow__env *env, flow__scope *s
 	json_t *vals = flow__template_apply(assign, env, f);
 	if (!vals)
 		return false;
-	json_object_update(scope->vars, vals);
+	commit_vars(x, scope, vals);
 	json_decref(vals);
 	return true;
 }
@@ -748,11 +757,6 @@ struct step {
 	bool succeed_end; /* Succeed state */
 };
 
-static const char *lower_type(const char *t)
-{
-	return t;
-}
-
 /* Runs one state; returns 0 with s filled, -1 with f set, -2 aborted. */
 static int run_state(flow_execution *x, const char *name, const json_t *st,
 		     const json_t *raw, flow__scope *scope, struct step *s,
@@ -767,7 +771,7 @@ static int run_state(flow_execution *x, const char *name, const json_t *st,
 	flow__env env = {.context = ctx, .scope = scope};
 	int rc = -1;
 
-	snprintf(ev, sizeof ev, "%sStateEntered", lower_type(type));
+	snprintf(ev, sizeof ev, "%sStateEntered", type);
 	uint64_t entered = emit(x, ev, details_io(name, "input", raw));
 	s->next = json_string_value(json_object_get(st, "Next"));
 	s->succeed_end = false;
@@ -929,7 +933,6 @@ static int run_state(flow_execution *x, const char *name, const json_t *st,
 		env.input = effective;
 	}
 	json_t *retry = json_object_get(st, "Retry");
-	size_t nretry = json_array_size(retry);
 	unsigned counts[64] = {0}, attempt = 0;
 	for (;;) {
 		if (!strcmp(type, "Pass")) {
@@ -977,7 +980,6 @@ static int run_state(flow_execution *x, const char *name, const json_t *st,
 			}
 			break;
 		}
-		(void)nretry;
 		if (!again)
 			break;
 		flow__fail_clear(f);
@@ -1012,7 +1014,7 @@ done:
 		goto out_noretry;
 	}
 	if (pending_vars)
-		json_object_update(scope->vars, pending_vars);
+		commit_vars(x, scope, pending_vars);
 	snprintf(ev, sizeof ev, "%sStateExited", type);
 	emit(x, ev, details_io(name, "output", output));
 	s->output = output;
@@ -1032,7 +1034,7 @@ fail_state:
 					       f->cause ? f->cause : "");
 			flow__fail cf = {0};
 			flow__env cenv = {.input = eo, .context = ctx, .scope = scope};
-			if (!do_assign(json_object_get(c, "Assign"), &cenv, scope, &cf)) {
+			if (!do_assign(x, json_object_get(c, "Assign"), &cenv, scope, &cf)) {
 				json_decref(eo);
 				flow__fail_move(f, &cf);
 				break;
@@ -1393,7 +1395,7 @@ finish:
 		goto out;
 	}
 	if (pending_vars)
-		json_object_update(scope->vars, pending_vars);
+		commit_vars(x, scope, pending_vars);
 	snprintf(ev, sizeof ev, "%sStateExited", type);
 	emit(x, ev, details_io(name, "output", output));
 	s->output = output;
@@ -1421,7 +1423,7 @@ fail_state:
 				flow__fail_move(f, &cf);
 				break;
 			}
-			json_object_update(scope->vars, cv);
+			commit_vars(x, scope, cv);
 			json_decref(cv);
 			flow__fail_clear(f);
 			s->next = json_string_value(json_object_get(c, "Next"));
@@ -1458,7 +1460,8 @@ static int run_states(flow_execution *x, const json_t *machine, const json_t *in
 	frame_push(x, frame);
 	for (;;) {
 		frame_set(x, "state", json_string(cur));
-		frame_set(x, "input", json_deep_copy(in));
+		/* states never modify their input, so a reference is enough */
+		frame_set(x, "input", json_incref(in));
 		if (aborted(x)) {
 			rc = -2;
 			break;
