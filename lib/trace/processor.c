@@ -101,6 +101,7 @@ struct trace__bsp {
 	pthread_cond_t wake;     /* to the exporter thread */
 	pthread_cond_t flushed;  /* from the exporter thread */
 	bool stop;
+	bool idle;               /* atomic: the exporter sleeps on `wake` */
 	uint64_t flush_req, flush_done;
 	const trace_span_data **out; /* batch scratch, exporter thread only */
 	trace_span **held;
@@ -122,9 +123,14 @@ bool trace__bsp_enqueue(trace__bsp *b, trace_span *s)
 	/* Wake the exporter once per full batch, not per span: the lock is
 	 * taken on 1/batch of the ends only. */
 	if ((pos + 1) % b->batch == 0) {
-		pthread_mutex_lock(&b->mu);
-		pthread_cond_signal(&b->wake);
-		pthread_mutex_unlock(&b->mu);
+		/* Pairs with the exporter's idle store + queue check: either it
+		 * sees this span or we see it idle (and it waits on the lock). */
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&b->idle, __ATOMIC_RELAXED)) {
+			pthread_mutex_lock(&b->mu);
+			pthread_cond_signal(&b->wake);
+			pthread_mutex_unlock(&b->mu);
+		}
 	}
 	return true;
 }
@@ -155,7 +161,7 @@ static trace_span *dequeue(trace__bsp *b)
 
 static uint64_t queued(trace__bsp *b)
 {
-	return __atomic_load_n(&b->q.enq, __ATOMIC_RELAXED) -
+	return __atomic_load_n(&b->q.enq, __ATOMIC_SEQ_CST) -
 	       __atomic_load_n(&b->q.deq, __ATOMIC_RELAXED);
 }
 
@@ -190,14 +196,29 @@ static void *exporter_main(void *arg)
 	trace__bsp *b = arg;
 	struct timespec dl;
 
+	size_t last = 0;
+
 	pthread_mutex_lock(&b->mu);
 	for (;;) {
-		/* OTel BSP: export when the schedule delay elapses or a full
-		 * batch is waiting, whichever comes first. */
-		abs_deadline(&dl, b->t->cfg.bsp_schedule_delay_ms);
-		while (!b->stop && b->flush_req == b->flush_done && queued(b) < b->batch) {
-			if (pthread_cond_timedwait(&b->wake, &b->mu, &dl) == ETIMEDOUT)
-				break;
+		if (last > b->batch / 4 && !b->stop && b->flush_req == b->flush_done) {
+			/* Spans are streaming in: poll every 100 us instead of
+			 * sleeping on the condvar, so the threads ending spans
+			 * never pay for a futex wake-up. A quiet period sends
+			 * the exporter back to the condvar. */
+			struct timespec ts = {0, 100000};
+			pthread_mutex_unlock(&b->mu);
+			nanosleep(&ts, NULL);
+			pthread_mutex_lock(&b->mu);
+		} else {
+			/* OTel BSP: export when the schedule delay elapses or a
+			 * full batch is waiting, whichever comes first. */
+			abs_deadline(&dl, b->t->cfg.bsp_schedule_delay_ms);
+			__atomic_store_n(&b->idle, true, __ATOMIC_SEQ_CST);
+			while (!b->stop && b->flush_req == b->flush_done && queued(b) < b->batch) {
+				if (pthread_cond_timedwait(&b->wake, &b->mu, &dl) == ETIMEDOUT)
+					break;
+			}
+			__atomic_store_n(&b->idle, false, __ATOMIC_RELAXED);
 		}
 		bool stop = b->stop;
 		uint64_t req = b->flush_req;
@@ -206,9 +227,13 @@ static void *exporter_main(void *arg)
 		/* Drain what is there now: on timer, flush or stop everything,
 		 * otherwise full batches only. */
 		uint64_t target = __atomic_load_n(&b->q.enq, __ATOMIC_ACQUIRE);
-		while ((int64_t)(target - __atomic_load_n(&b->q.deq, __ATOMIC_RELAXED)) > 0)
-			if (!export_one_batch(b))
+		last = 0;
+		while ((int64_t)(target - __atomic_load_n(&b->q.deq, __ATOMIC_RELAXED)) > 0) {
+			size_t got = export_one_batch(b);
+			if (!got)
 				break;
+			last += got;
+		}
 
 		pthread_mutex_lock(&b->mu);
 		if (req != b->flush_done) {
