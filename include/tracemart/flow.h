@@ -100,7 +100,8 @@ typedef enum flow_status {
 	FLOW_RUNNING = 0,
 	FLOW_SUCCEEDED,
 	FLOW_FAILED,
-	FLOW_ABORTED
+	FLOW_ABORTED,
+	FLOW_TIMED_OUT /* the machine's TimeoutSeconds passed (States.Timeout) */
 } flow_status;
 
 const char *flow_status_name(flow_status s);
@@ -148,7 +149,8 @@ tm_err flow_execution_task_fail(flow_execution *x, const char *task_token,
 flow_status flow_execution_status(const flow_execution *x);
 /* Borrowed; valid after SUCCEEDED. */
 const json_t *flow_execution_output(const flow_execution *x);
-/* Borrowed; valid after FAILED (either may be NULL when AWS has none). */
+/* Borrowed; valid after FAILED or TIMED_OUT (either may be NULL when AWS
+ * has none). */
 const char *flow_execution_error(const flow_execution *x);
 const char *flow_execution_cause(const flow_execution *x);
 const char *flow_execution_arn(const flow_execution *x);

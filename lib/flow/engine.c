@@ -40,6 +40,8 @@ struct flow_execution {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool abort;
+	bool timed_out;        /* the machine's TimeoutSeconds passed */
+	uint64_t deadline_ns;  /* wall clock; 0: none */
 	struct pending *pending;
 	/* Where the execution is, as data: one frame per running branch
 	 * (execution, Parallel branch, Map iteration), innermost last. This
@@ -59,6 +61,7 @@ const char *flow_status_name(flow_status s)
 	case FLOW_RUNNING: return "RUNNING";
 	case FLOW_SUCCEEDED: return "SUCCEEDED";
 	case FLOW_FAILED: return "FAILED";
+	case FLOW_TIMED_OUT: return "TIMED_OUT";
 	default: return "ABORTED";
 	}
 }
@@ -101,12 +104,22 @@ static json_t *details_io(const char *name, const char *key, const json_t *v)
 
 /* ------------------------------------------------------------------- clock */
 
+/* True once the execution must stop: an abort, or its TimeoutSeconds. */
 static bool aborted(flow_execution *x)
 {
 	pthread_mutex_lock(&x->mu);
+	if (!x->abort && x->deadline_ns && tm_clock_wall_ns() >= x->deadline_ns) {
+		x->abort = true;
+		x->timed_out = true;
+	}
 	bool a = x->abort;
 	pthread_mutex_unlock(&x->mu);
 	return a;
+}
+
+static uint64_t cap_deadline(const flow_execution *x, uint64_t d)
+{
+	return x->deadline_ns && x->deadline_ns < d ? x->deadline_ns : d;
 }
 
 static void frame_set(flow_execution *x, const char *key, json_t *value);
@@ -122,6 +135,7 @@ static void sleep_model(flow_execution *x, uint64_t model_ns)
 		frame_set(x, "waitUntilNs", NULL);
 		return;
 	}
+	deadline = cap_deadline(x, deadline);
 	pthread_mutex_lock(&x->mu);
 	while (!x->abort) {
 		uint64_t now = tm_clock_wall_ns();
@@ -622,9 +636,10 @@ static json_t *run_task(flow_execution *x, const char *name, const json_t *st,
 				pthread_mutex_unlock(&x->mu);
 			}
 		}
-		uint64_t deadline = req.timeout_seconds > 0
+		uint64_t task_deadline = req.timeout_seconds > 0
 			? tm_clock_deadline_ns((uint64_t)(req.timeout_seconds * 1e9))
 			: UINT64_MAX;
+		uint64_t deadline = cap_deadline(x, task_deadline);
 		frame_set(x, "taskToken", json_string(token));
 		bool timed_out = false;
 		pthread_mutex_lock(&x->mu);
@@ -634,7 +649,12 @@ static json_t *run_task(flow_execution *x, const char *name, const json_t *st,
 				continue;
 			}
 			if (tm_clock_wall_ns() >= deadline) {
-				timed_out = true;
+				/* the task's own timeout, or the execution's */
+				timed_out = deadline == task_deadline;
+				if (!timed_out) {
+					x->abort = true;
+					x->timed_out = true;
+				}
 				break;
 			}
 			struct timespec ts = {.tv_sec = (time_t)(deadline / TM_NS_PER_S),
@@ -1570,6 +1590,9 @@ tm_err flow_execution_run(flow_execution *x)
 						      json_object_get(x->ctx_base, "Execution"),
 						      "RoleArn"))));
 	free(in);
+	json_t *ts = json_object_get(flow_machine_definition(x->m), "TimeoutSeconds");
+	if (json_is_integer(ts) && json_integer_value(ts) > 0)
+		x->deadline_ns = tm_clock_deadline_ns((uint64_t)json_integer_value(ts) * TM_NS_PER_S);
 	int rc;
 	if (!check_size("Execution input", x->input, &f))
 		rc = -1;
@@ -1582,6 +1605,14 @@ tm_err flow_execution_run(flow_execution *x)
 		x->status = FLOW_SUCCEEDED;
 		emit(x, "ExecutionSucceeded", json_pack("{s:s}", "output", s ? s : "null"));
 		free(s);
+	} else if (rc == -2 && x->timed_out) {
+		/* States Language: TimeoutSeconds exceeded fails with States.Timeout */
+		x->status = FLOW_TIMED_OUT;
+		flow__fail_clear(&f);
+		x->error = strdup("States.Timeout");
+		x->cause = strdup("The execution exceeded the state machine's TimeoutSeconds.");
+		emit(x, "ExecutionTimedOut", json_pack("{s:s,s:s}", "error", x->error,
+						       "cause", x->cause));
 	} else if (rc == -2) {
 		x->status = FLOW_ABORTED;
 		emit(x, "ExecutionAborted", NULL);

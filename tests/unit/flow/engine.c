@@ -463,6 +463,23 @@ static void snapshot_describes_the_position_as_data(void **state)
 	json_decref(snap_seen);
 }
 
+static void machine_timeout_ends_a_long_wait_with_states_timeout(void **state)
+{
+	flow_machine *m;
+	tm_clock_set_scale(1e6); /* TimeoutSeconds 5 is 5 µs of real time */
+	flow_options o = {0};
+	flow_execution *x = run_with(
+		"{\"TimeoutSeconds\":5,\"StartAt\":\"W\",\"States\":{\"W\":{\"Type\":\"Wait\",\"Seconds\":100000,\"End\":true}}}",
+		"{}", &o, &m);
+	assert_int_equal(flow_execution_status(x), FLOW_TIMED_OUT);
+	assert_string_equal(flow_execution_error(x), "States.Timeout");
+	const json_t *h = flow_execution_history(x);
+	assert_string_equal(tm_json_str(json_array_get(h, json_array_size(h) - 1), "type"),
+			    "ExecutionTimedOut");
+	flow_execution_free(x);
+	flow_machine_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -483,6 +500,7 @@ int main(void)
 		cmocka_unit_test(task_timeout_is_caught_by_timeout_but_not_task_failed),
 		cmocka_unit_test(missing_invoker_fails_the_task),
 		cmocka_unit_test(snapshot_describes_the_position_as_data),
+		cmocka_unit_test(machine_timeout_ends_a_long_wait_with_states_timeout),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
