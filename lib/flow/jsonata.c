@@ -19,6 +19,7 @@ struct jp {
 	const char *s;
 	const char *p;
 	const flow__jsonata_env *env;
+	const json_t *ctx; /* the context item "$" (changes inside predicates) */
 	char err[256];
 	json_t *locals; /* := bindings of this expression */
 };
@@ -581,8 +582,8 @@ static json_t *primary(struct jp *j)
 		j->p++;
 		char *name = ident(j);
 		json_t *v = NULL;
-		if (!name) /* "$": the context value, i.e. the state input */
-			return j->env->input ? json_deep_copy(j->env->input) : NULL;
+		if (!name) /* "$": the context item (the state input at top level) */
+			return j->ctx ? json_deep_copy(j->ctx) : NULL;
 		ws(j);
 		if (*j->p == '(') {
 			j->p++;
@@ -601,7 +602,7 @@ static json_t *primary(struct jp *j)
 	if (isalpha((unsigned char)*p) || *p == '_' || *p == '`') {
 		/* a bare name is a step on the context value */
 		char *name = ident(j);
-		json_t *ctx = j->env->input ? json_deep_copy(j->env->input) : NULL;
+		json_t *ctx = j->ctx ? json_deep_copy(j->ctx) : NULL;
 		json_t *v = name ? step_member(ctx, name) : NULL;
 		json_decref(ctx);
 		free(name);
@@ -631,29 +632,51 @@ static json_t *postfix(struct jp *j)
 			json_decref(v);
 			v = n;
 		} else if (*j->p == '[') {
+			/* A predicate is evaluated once per item with the item as
+			 * context: a number selects by index, anything else filters
+			 * by truthiness (JSONata "Predicate expressions"). */
 			j->p++;
-			json_t *idx = expr(j);
+			const char *start = j->p;
+			const json_t *saved = j->ctx;
+			json_t *seq = json_is_array(v) ? json_incref(v) : json_array();
+			if (v && !json_is_array(v))
+				json_array_append(seq, v);
+			size_t n = json_array_size(seq);
+			json_t *res = json_array();
+			if (n == 0) {
+				j->ctx = NULL;
+				json_decref(expr(j)); /* parse it to move past it */
+			}
+			for (size_t i = 0; i < n && !j->err[0]; i++) {
+				json_t *item = json_array_get(seq, i);
+				j->p = start;
+				j->ctx = item;
+				json_t *r = expr(j);
+				if (json_is_number(r)) {
+					long k = (long)floor(json_number_value(r));
+					if (k < 0)
+						k += (long)n;
+					if (k == (long)i)
+						json_array_append(res, item);
+				} else if (truthy(r)) {
+					json_array_append(res, item);
+				}
+				json_decref(r);
+			}
+			j->ctx = saved;
 			if (!eat(j, "]"))
 				jerr(j, "expected ']'");
-			json_t *n = NULL;
-			if (json_is_number(idx)) {
-				json_t *arr = json_is_array(v) ? v : NULL;
-				long i = (long)floor(json_number_value(idx));
-				if (arr) {
-					long len = (long)json_array_size(arr);
-					if (i < 0)
-						i += len;
-					if (i >= 0 && i < len)
-						n = json_incref(json_array_get(arr, (size_t)i));
-				} else if (v && (i == 0 || i == -1)) {
-					n = json_incref(v);
-				}
-			} else {
-				jerr(j, "only numeric subscripts are supported");
-			}
-			json_decref(idx);
+			json_decref(seq);
 			json_decref(v);
-			v = n;
+			if (json_array_size(res) == 0) {
+				json_decref(res);
+				v = NULL;
+			} else if (json_array_size(res) == 1) {
+				v = json_incref(json_array_get(res, 0));
+				json_decref(res);
+			} else {
+				v = res;
+			}
 		} else {
 			break;
 		}
@@ -853,7 +876,8 @@ static json_t *expr(struct jp *j)
 json_t *flow__jsonata_eval(const char *src, const flow__jsonata_env *env,
 			   char *err, size_t errlen, bool *undefined)
 {
-	struct jp j = {.s = src, .p = src, .env = env, .locals = json_object()};
+	struct jp j = {.s = src, .p = src, .env = env, .ctx = env->input,
+		       .locals = json_object()};
 	*undefined = false;
 	json_t *v = expr(&j);
 	ws(&j);

@@ -30,6 +30,8 @@ static void jsonata_navigates_paths_and_arrays(void **state)
 	assert_output(OUT("$states.input.people.name"), "{\"people\":[{\"name\":\"a\"},{\"name\":\"b\"}]}",
 		      "[\"a\",\"b\"]");
 	assert_output(OUT("$states.context.State.Name"), "{}", "\"P\"");
+	assert_output(OUT("$states.input.a[b > 1].b"), "{\"a\":[{\"b\":1},{\"b\":2},{\"b\":3}]}", "[2,3]");
+	assert_output(OUT("$states.input.n[$ > 1]"), "{\"n\":[1,2,3]}", "[2,3]");
 }
 
 static void jsonata_calls_library_functions(void **state)
