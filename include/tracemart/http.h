@@ -1,9 +1,9 @@
 /*
  * http — the HTTP server (libmicrohttpd, epoll thread pool), its router
  * with path parameters, the request/response API handlers use, middleware
- * hooks for the tracing layer, and a minimal libcurl client.
- * It does not trace, log per request or know the Product API: those live in
- * trace/ (through the hooks) and app/.
+ * hooks, a minimal libcurl client, and the tracing instrumentation built on
+ * those hooks (server spans, a traced client, the W3C harness endpoint).
+ * It does not log per request or know the Product API (that is app/).
  */
 #ifndef TRACEMART_HTTP_H
 #define TRACEMART_HTTP_H
@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include <tracemart/base.h>
+#include <tracemart/trace.h>
 
 /* ------------------------------------------------------------------ limits */
 
@@ -255,5 +256,85 @@ void http_client_global_init(void);
 
 /* The reason phrase for a status ("Not Found"), "" when unknown. */
 const char *http_status_reason(unsigned status);
+
+/* ============================================================ tracing ==== */
+/*
+ * HTTP instrumentation on the trace SDK (lib/http/tracing.c). http sits
+ * above trace: trace knows nothing about HTTP, this section adapts requests
+ * to its carriers and spans. Attribute names follow the stable OTel HTTP
+ * semantic conventions; see docs/internals/http.md, "Tracing".
+ */
+
+/*
+ * What the instrumentation needs. Plain data: fill it with
+ * http_tracing_init(), adjust fields, then keep it alive (and unchanged)
+ * as long as the server, hooks or handlers that borrow it.
+ */
+typedef struct http_tracing {
+	trace_tracer *tracer;          /* NULL: trace_global() at request time */
+	trace_propagators propagators; /* extract on requests, inject by the client */
+	bool traceresponse;            /* add `traceresponse` (default true) */
+} http_tracing;
+
+/* p NULL: trace_propagators_from_env() (OTEL_PROPAGATORS, DD_*, default). */
+void http_tracing_init(http_tracing *ht, trace_tracer *t,
+		       const trace_propagators *p);
+
+/*
+ * Server hooks: before starts a SERVER span "METHOD route" (or "METHOD"
+ * when no route matched) continuing the context extracted from the request
+ * headers, back-dated to http_request_start_ns(), and makes it current on
+ * the worker thread for the handler; after records the status, adds the
+ * W3C Level 2 `traceresponse` header, ends the span and pops it. 5xx set
+ * status ERROR with error.type; 4xx do not (server-side semconv).
+ * ht is borrowed: it must outlive the server.
+ */
+void http_tracing_hooks(const http_tracing *ht, http_hooks *out /* OUT */);
+
+/*
+ * Extracts the context of a request with ht's propagators (ht NULL: the
+ * default ones). Repeated header lines are joined with ',' (RFC 9110
+ * §5.3): a duplicated traceparent is then invalid, tracestate lines are
+ * combined, as W3C trace-context §3.2/§3.3 require. True when valid.
+ */
+bool http_tracing_extract(const http_tracing *ht, const http_request *req,
+			  trace_context *out /* OUT */);
+
+/*
+ * http_client_request() inside a CLIENT span "METHOD" (child of the
+ * thread's current span) whose context is injected into the outgoing
+ * headers with ht's propagators (an injected header replaces a caller's
+ * header of the same name). ht NULL: the global tracer and the default
+ * propagators. Only http and https URLs are accepted (TM_ERR_INVALID).
+ * Status >= 400 and transport failures set ERROR and error.type.
+ */
+tm_err http_client_request_traced(const http_tracing *ht, const char *method,
+				  const char *url, const char *const *headers,
+				  const void *body, size_t body_len,
+				  long timeout_ms, unsigned *status /* OUT */,
+				  tm_buf *resp_body) TM_WARN_UNUSED;
+
+/* ------------------------------------- W3C trace-context test harness */
+
+#define HTTP_TRACING_W3C_MAX_ACTIONS 64      /* elements per POST /test */
+#define HTTP_TRACING_W3C_TIMEOUT_MS 5000     /* per callback (harness: 5 s) */
+
+/*
+ * The service interface of the W3C trace-context harness
+ * (github.com/w3c/trace-context, test/README.md): the body is a JSON array
+ * of {"url": …, "arguments": …}; for each element in order, synchronously,
+ * POST `arguments` (null/missing: []) as JSON to `url` with the current
+ * context injected as traceparent/tracestate only, then answer 200 with
+ * {"data": [{"url", "status"|"error"}…], "success": true, "message": []}.
+ * A body that is not such an array is a 400 JSON error. arg: the
+ * const http_tracing * given at registration (the span parent is the
+ * server span made current by http_tracing_hooks()).
+ * Nested callbacks into this server need more than one server thread.
+ */
+void http_tracing_w3c_test_handler(http_request *req, http_response *resp,
+				   void *arg);
+/* Mounts the handler at POST /test (ht borrowed, must outlive r). */
+tm_err http_tracing_register_w3c_test(http_router *r,
+				      const http_tracing *ht) TM_WARN_UNUSED;
 
 #endif
