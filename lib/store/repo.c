@@ -2,10 +2,14 @@
  * The repository handle: argument checks shared by every backend, then one
  * indirect call into the backend's vtable. Backends therefore never see a
  * NULL output, an over-long string or a non-finite price. No SQL here.
+ * It also traces: each call made while a span is current gets a CLIENT span
+ * named as the OpenTelemetry database conventions say ("SELECT products").
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <tracemart/trace.h>
 
 #include "internal.h"
 
@@ -80,6 +84,38 @@ const char *store_repo_backend(const store_repo *repo)
 	return repo->ops->name;
 }
 
+/*
+ * Starts a database span when the caller is being traced. Calls made with
+ * no current span (start-up, benchmarks, maintenance) would only create
+ * root spans of noise, so they get none.
+ */
+static trace_span *db_span(const store_repo *r, const char *op, const char *table)
+{
+	char name[64];
+	if (!trace_current_span())
+		return NULL;
+	snprintf(name, sizeof name, "%s %s", op, table);
+	const trace_attr attrs[] = {
+		TRACE_ATTR_S("db.system.name", r->ops->name),
+		TRACE_ATTR_S("db.operation.name", op),
+		TRACE_ATTR_S("db.collection.name", table),
+	};
+	trace_span_opts o = {.kind = TRACE_KIND_CLIENT, .attrs = attrs,
+			     .nattrs = TM_ARRAY_LEN(attrs)};
+	return trace_span_start(NULL, name, &o);
+}
+
+/* Ends the span; "not found" and "exists" are answers, not failures. */
+static tm_err db_end(trace_span *s, tm_err err)
+{
+	if (!s)
+		return err;
+	if (err && err != TM_ERR_NOT_FOUND && err != TM_ERR_EXISTS)
+		trace_span_record_error(s, tm_strerror(err), "store call failed", NULL);
+	trace_span_end(s, 0);
+	return err;
+}
+
 /* A string is acceptable when present, non-empty and at most max bytes. */
 static tm_err check_str(const char *s, size_t max)
 {
@@ -111,8 +147,9 @@ tm_err store_product_create(store_repo *repo, const char *id, const char *name,
 		return err;
 	if (!isfinite(price))
 		return TM_ERR_INVALID;
-	return repo->ops->product_create(repo->impl, id, name, price, tm_clock_wall_ns(),
-					 out ? out : &scratch);
+	trace_span *sp = db_span(repo, "INSERT", "products");
+	return db_end(sp, repo->ops->product_create(repo->impl, id, name, price,
+						    tm_clock_wall_ns(), out ? out : &scratch));
 }
 
 tm_err store_product_get(store_repo *repo, const char *id, store_product *out)
@@ -124,7 +161,8 @@ tm_err store_product_get(store_repo *repo, const char *id, store_product *out)
 		return TM_ERR_INVALID;
 	if ((err = check_lookup_id(id)))
 		return err;
-	return repo->ops->product_get(repo->impl, id, out ? out : &scratch);
+	trace_span *sp = db_span(repo, "SELECT", "products");
+	return db_end(sp, repo->ops->product_get(repo->impl, id, out ? out : &scratch));
 }
 
 tm_err store_product_update(store_repo *repo, const char *id, const char *name,
@@ -143,10 +181,12 @@ tm_err store_product_update(store_repo *repo, const char *id, const char *name,
 		return err;
 	if (!isfinite(price))
 		return TM_ERR_INVALID;
-	return repo->ops->product_update(repo->impl, id, name, price, tm_clock_wall_ns(),
-					 prev ? prev : &scratch_prev,
-					 cur ? cur : &scratch_cur,
-					 changed ? changed : &scratch_changed);
+	trace_span *sp = db_span(repo, "UPDATE", "products");
+	return db_end(sp, repo->ops->product_update(repo->impl, id, name, price,
+						    tm_clock_wall_ns(),
+						    prev ? prev : &scratch_prev,
+						    cur ? cur : &scratch_cur,
+						    changed ? changed : &scratch_changed));
 }
 
 tm_err store_product_delete(store_repo *repo, const char *id, store_product *out)
@@ -158,7 +198,8 @@ tm_err store_product_delete(store_repo *repo, const char *id, store_product *out
 		return TM_ERR_INVALID;
 	if ((err = check_lookup_id(id)))
 		return err;
-	return repo->ops->product_delete(repo->impl, id, out ? out : &scratch);
+	trace_span *sp = db_span(repo, "DELETE", "products");
+	return db_end(sp, repo->ops->product_delete(repo->impl, id, out ? out : &scratch));
 }
 
 tm_err store_product_set_brackets(store_repo *repo, const char *id,
@@ -175,7 +216,9 @@ tm_err store_product_set_brackets(store_repo *repo, const char *id,
 	for (size_t i = 0; i < n; i++)
 		if (!isfinite(brackets[i].price))
 			return TM_ERR_INVALID;
-	return repo->ops->product_set_brackets(repo->impl, id, brackets, n, tm_clock_wall_ns());
+	trace_span *sp = db_span(repo, "UPDATE", "products");
+	return db_end(sp, repo->ops->product_set_brackets(repo->impl, id, brackets, n,
+							  tm_clock_wall_ns()));
 }
 
 tm_err store_product_list(store_repo *repo, store_product *out, size_t max, size_t *n_out)
@@ -186,7 +229,8 @@ tm_err store_product_list(store_repo *repo, store_product *out, size_t max, size
 		*n_out = 0;
 		return TM_OK;
 	}
-	return repo->ops->product_list(repo->impl, out, max, n_out);
+	trace_span *sp = db_span(repo, "SELECT", "products");
+	return db_end(sp, repo->ops->product_list(repo->impl, out, max, n_out));
 }
 
 tm_err store_product_count(store_repo *repo, uint64_t *out)
@@ -204,7 +248,8 @@ tm_err store_stock_set(store_repo *repo, const char *product_id, int64_t level)
 		return TM_ERR_INVALID;
 	if ((err = check_str(product_id, STORE_ID_MAX)))
 		return err;
-	return repo->ops->stock_set(repo->impl, product_id, level, tm_clock_wall_ns());
+	trace_span *sp = db_span(repo, "UPSERT", "inventory");
+	return db_end(sp, repo->ops->stock_set(repo->impl, product_id, level, tm_clock_wall_ns()));
 }
 
 tm_err store_stock_get(store_repo *repo, const char *product_id, int64_t *level)
@@ -216,5 +261,6 @@ tm_err store_stock_get(store_repo *repo, const char *product_id, int64_t *level)
 		return TM_ERR_INVALID;
 	if ((err = check_lookup_id(product_id)))
 		return err;
-	return repo->ops->stock_get(repo->impl, product_id, level ? level : &scratch);
+	trace_span *sp = db_span(repo, "SELECT", "inventory");
+	return db_end(sp, repo->ops->stock_get(repo->impl, product_id, level ? level : &scratch));
 }

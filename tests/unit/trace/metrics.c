@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include "tcore_util.h"
+#include "support/trace_capture.h"
 #include "tcore_udp.h"
 
 static void prometheus_text_is_exact(void **state)

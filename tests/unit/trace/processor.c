@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include "tcore_util.h"
+#include "support/trace_capture.h"
 
 struct gate {
 	pthread_mutex_t mu;

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include "tcore_util.h"
+#include "support/trace_capture.h"
 
 static void id_with_low(uint8_t id[16], uint64_t low)
 {

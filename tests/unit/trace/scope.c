@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include "tcore_util.h"
+#include "support/trace_capture.h"
 
 static struct capture cap;
 static trace_tracer *tr;

@@ -10,7 +10,7 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 
-#include "tcore_util.h"
+#include "support/trace_capture.h"
 
 struct receiver {
 	struct MHD_Daemon *d;

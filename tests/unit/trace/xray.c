@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include "tcore_util.h"
+#include "support/trace_capture.h"
 #include "tcore_udp.h"
 
 #define HEADER "{\"format\": \"json\", \"version\": 1}\n"

@@ -3,8 +3,8 @@
  * exported span as parsed OTLP JSON (so assertions read the exported
  * shape), temp files, and running the Python checkers.
  */
-#ifndef TCORE_UTIL_H
-#define TCORE_UTIL_H
+#ifndef TRACEMART_TEST_TRACE_CAPTURE_H
+#define TRACEMART_TEST_TRACE_CAPTURE_H
 
 #include <pthread.h>
 #include <stdio.h>
