@@ -5,7 +5,7 @@
 set -euo pipefail
 
 build_pkgs=(gcc make cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev
-            libjansson-dev libsqlite3-dev libyaml-dev libcmocka-dev)
+            libjansson-dev libsqlite3-dev libyaml-dev libcmocka-dev nettle-dev)
 test_pkgs=(python3 python3-msgpack sqlite3 curl)
 bench_pkgs=(wrk nginx-light)
 
