@@ -1,0 +1,411 @@
+/*
+ * Trace verification: after a run, asks the collector for the trace of
+ * every flow that created something and checks its shape (one root, no
+ * orphans, the required spans). Traces arrive asynchronously, so it polls
+ * in rounds until all are complete or a bounded wait ends. It runs after
+ * the runner, on the caller's thread, with the blocking http client.
+ */
+#include <ctype.h>
+#include <fnmatch.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <tracemart/http.h>
+
+#include "internal.h"
+
+#define TRACE_BODY_MAX (16u << 20)
+
+bool loadgen_parse_traceresponse(const char *value, char trace_id[33])
+{
+	/* W3C Trace Context Level 2 §traceresponse:
+	 * version "-" trace-id "-" child-id "-" trace-flags, lower-case hex. */
+	static const size_t lens[] = {2, 32, 16, 2};
+	const char *p = value;
+	const char *fields[4];
+
+	if (!value)
+		return false;
+	while (*p == ' ')
+		p++;
+	for (int f = 0; f < 4; f++) {
+		fields[f] = p;
+		for (size_t i = 0; i < lens[f]; i++, p++)
+			if (!isxdigit((unsigned char)*p) || isupper((unsigned char)*p))
+				return false;
+		if (f < 3 && *p++ != '-')
+			return false;
+	}
+	/* version ff is invalid; version 00 has nothing after the flags */
+	if (!strncmp(fields[0], "ff", 2))
+		return false;
+	if (!strncmp(fields[0], "00", 2) && *p && *p != ' ')
+		return false;
+	if (!strncmp(fields[1], "00000000000000000000000000000000", 32))
+		return false;
+	memcpy(trace_id, fields[1], 32);
+	trace_id[32] = '\0';
+	return true;
+}
+
+/* ------------------------------------------------------------- shapes */
+
+static const loadgen_span_req default_reqs[] = {
+	{"product-api", "POST /product", "server"},
+	{"product-api", "send product-created", "producer"},
+	{"pricing", NULL, "consumer"},
+	{"pricing", "send price-calculated", "producer"},
+	{"product-api-worker", NULL, "consumer"},
+	{"public-event-publisher", NULL, "consumer"},
+	{NULL, "*put-events*", NULL},
+	{"inventory-acl", NULL, "consumer"},
+	{"inventory-acl", "send inventory-product-added", "producer"},
+	{"stock-ordering", NULL, "consumer"},
+	{NULL, "*stock-ordering*", NULL}, /* the workflow execution */
+	{NULL, "Wait 3", NULL},
+	{NULL, "Wait 5", NULL},
+	{NULL, "SetStockLevel", NULL},
+};
+
+static char *dup_or_null(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+static tm_err shape_add(loadgen_trace_shape *s, const char *service, const char *name,
+			const char *kind)
+{
+	loadgen_span_req *r = realloc(s->reqs, (s->n + 1) * sizeof *r);
+	if (!r)
+		return TM_ERR_NOMEM;
+	s->reqs = r;
+	r = &s->reqs[s->n];
+	r->service = dup_or_null(service);
+	r->name = dup_or_null(name);
+	r->kind = dup_or_null(kind);
+	s->n++;
+	if ((service && !r->service) || (name && !r->name) || (kind && !r->kind))
+		return TM_ERR_NOMEM;
+	return TM_OK;
+}
+
+void loadgen_trace_shape_free(loadgen_trace_shape *s)
+{
+	for (size_t i = 0; s && i < s->n; i++) {
+		free(s->reqs[i].service);
+		free(s->reqs[i].name);
+		free(s->reqs[i].kind);
+	}
+	if (s) {
+		free(s->reqs);
+		s->reqs = NULL;
+		s->n = 0;
+	}
+}
+
+tm_err loadgen_trace_shape_default(loadgen_trace_shape *out)
+{
+	memset(out, 0, sizeof *out);
+	for (size_t i = 0; i < TM_ARRAY_LEN(default_reqs); i++) {
+		tm_err err = shape_add(out, default_reqs[i].service, default_reqs[i].name,
+				       default_reqs[i].kind);
+		if (err) {
+			loadgen_trace_shape_free(out);
+			return err;
+		}
+	}
+	return TM_OK;
+}
+
+tm_err loadgen_trace_shape_load(const char *path, loadgen_trace_shape *out, char *errmsg,
+				size_t errmsg_size)
+{
+	json_t *doc = NULL;
+	tm_err err;
+
+	memset(out, 0, sizeof *out);
+	err = tm_json_load_file(path, 1u << 20, &doc, errmsg, errmsg_size);
+	if (err)
+		return err;
+	if (!json_is_array(doc) || !json_array_size(doc)) {
+		snprintf(errmsg, errmsg_size, "%s: expected a non-empty list of {\"service\",\"name\",\"kind\"}", path);
+		json_decref(doc);
+		return TM_ERR_INVALID;
+	}
+	size_t i;
+	json_t *e;
+	json_array_foreach(doc, i, e) {
+		const char *svc = tm_json_str(e, "service");
+		const char *name = tm_json_str(e, "name");
+		const char *kind = tm_json_str(e, "kind");
+		if (!json_is_object(e) || (!svc && !name && !kind)) {
+			snprintf(errmsg, errmsg_size, "%s: entry %zu needs service, name or kind (strings)", path, i);
+			err = TM_ERR_INVALID;
+			break;
+		}
+		if ((err = shape_add(out, svc, name, kind)))
+			break;
+	}
+	json_decref(doc);
+	if (err)
+		loadgen_trace_shape_free(out);
+	return err;
+}
+
+/* ------------------------------------------------------------- check */
+
+/* "SPAN_KIND_SERVER", "Server", 2 (OTLP enum) → "server". */
+static void kind_of(const json_t *span, char *out, size_t n)
+{
+	static const char *const otlp[] = {"unspecified", "internal", "server", "client",
+					   "producer", "consumer"};
+	const json_t *k = json_object_get(span, "kind");
+
+	out[0] = '\0';
+	if (json_is_integer(k)) {
+		json_int_t v = json_integer_value(k);
+		snprintf(out, n, "%s", v >= 0 && v < 6 ? otlp[v] : "");
+		return;
+	}
+	const char *s = json_string_value(k);
+	if (!s)
+		return;
+	if (!strncasecmp(s, "SPAN_KIND_", 10))
+		s += 10;
+	size_t i = 0;
+	for (; s[i] && i < n - 1; i++)
+		out[i] = (char)tolower((unsigned char)s[i]);
+	out[i] = '\0';
+}
+
+static const char *service_of(const json_t *span)
+{
+	const char *s = tm_json_str(span, "service");
+	if (!s)
+		s = tm_json_str(span, "serviceName");
+	return s ? s : "";
+}
+
+static bool is_root_parent(const char *p)
+{
+	return !p || !*p || !strcmp(p, "0000000000000000");
+}
+
+static bool req_matches(const loadgen_span_req *r, const json_t *span)
+{
+	char kind[32];
+	const char *name = tm_json_str(span, "name");
+
+	if (r->service && strcmp(r->service, service_of(span)))
+		return false;
+	if (r->name && (!name || fnmatch(r->name, name, 0)))
+		return false;
+	if (r->kind) {
+		kind_of(span, kind, sizeof kind);
+		if (strcasecmp(r->kind, kind))
+			return false;
+	}
+	return true;
+}
+
+static void problem(tm_buf *b, bool *first, const char *fmt, ...) TM_PRINTF(3, 4);
+
+static void problem(tm_buf *b, bool *first, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!b)
+		return;
+	if (!*first && tm_buf_appends(b, "; ") != TM_OK)
+		return;
+	*first = false;
+	va_start(ap, fmt);
+	if (tm_buf_vprintf(b, fmt, ap) != TM_OK) {
+		/* the list is capped; what is there already says enough */
+	}
+	va_end(ap);
+}
+
+bool loadgen_trace_check(const json_t *trace, const loadgen_trace_shape *shape,
+			 tm_buf *problems)
+{
+	const json_t *spans = json_object_get(trace, "spans");
+	bool ok = true, first = true;
+	size_t roots = 0;
+
+	if (!json_is_array(spans) || !json_array_size(spans)) {
+		problem(problems, &first, "no spans");
+		return false;
+	}
+	size_t i;
+	json_t *s;
+	json_array_foreach(spans, i, s) {
+		const char *parent = tm_json_str(s, "parentSpanId");
+		if (is_root_parent(parent)) {
+			roots++;
+			continue;
+		}
+		bool found = false;
+		size_t j;
+		json_t *o;
+		json_array_foreach(spans, j, o) {
+			const char *id = tm_json_str(o, "spanId");
+			if (id && !strcmp(id, parent)) {
+				found = true;
+				break;
+			}
+		}
+		if (!found) {
+			ok = false;
+			problem(problems, &first, "orphan span '%s' (%s): parent %s not in the trace",
+				tm_json_str(s, "name") ? tm_json_str(s, "name") : "?",
+				service_of(s), parent);
+		}
+	}
+	if (roots != 1) {
+		ok = false;
+		problem(problems, &first, "%zu root spans (want 1)", roots);
+	}
+	for (size_t r = 0; shape && r < shape->n; r++) {
+		const loadgen_span_req *q = &shape->reqs[r];
+		bool met = false;
+		json_array_foreach(spans, i, s) {
+			if (req_matches(q, s)) {
+				met = true;
+				break;
+			}
+		}
+		if (!met) {
+			ok = false;
+			problem(problems, &first, "missing %s%s%s%s%s%s%s",
+				q->kind ? q->kind : "", q->kind ? " span" : "span",
+				q->name ? " '" : "", q->name ? q->name : "", q->name ? "'" : "",
+				q->service ? " of " : "", q->service ? q->service : "");
+		}
+	}
+	return ok;
+}
+
+/* ------------------------------------------------------------ verify */
+
+enum tstate { T_PENDING, T_COMPLETE, T_BROKEN, T_MISSING };
+
+tm_err loadgen_verify_traces(loadgen_report *r, const loadgen_verify_options *o)
+{
+	loadgen_trace_shape def = {0};
+	const loadgen_trace_shape *shape = o->shape;
+	tm_err err = TM_OK;
+	char base[512];
+	char **last = NULL;
+	enum tstate *st = NULL;
+
+	if (!o->collector || !*o->collector)
+		return TM_ERR_INVALID;
+	snprintf(base, sizeof base, "%s", o->collector);
+	size_t bl = strlen(base);
+	while (bl && base[bl - 1] == '/')
+		base[--bl] = '\0';
+	if (!shape) {
+		if ((err = loadgen_trace_shape_default(&def)))
+			return err;
+		shape = &def;
+	}
+	size_t n = r->ncreated;
+	if (o->max_traces && n > o->max_traces)
+		n = o->max_traces;
+	st = calloc(n ? n : 1, sizeof *st);
+	last = calloc(n ? n : 1, sizeof *last);
+	if (!st || !last) {
+		err = TM_ERR_NOMEM;
+		goto out;
+	}
+	double wait_s = o->wait_s > 0 ? o->wait_s : 60;
+	double poll_s = o->poll_s > 0 ? o->poll_s : 1;
+	long tmo = o->request_timeout_ms > 0 ? o->request_timeout_ms : 5000;
+	uint64_t deadline = tm_clock_mono_ns() + tm_clock_scaled_ns((uint64_t)(wait_s * 1e9));
+	tm_buf body, probs;
+	tm_buf_init(&body, TRACE_BODY_MAX);
+	tm_buf_init(&probs, 4096);
+	for (;;) {
+		size_t pending = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (st[i] == T_COMPLETE)
+				continue;
+			char url[640];
+			unsigned status = 0;
+			snprintf(url, sizeof url, "%s/api/traces/%s", base, r->created[i].trace_id);
+			tm_buf_reset(&body);
+			tm_buf_reset(&probs);
+			json_t *doc = NULL;
+			if (http_client_request("GET", url, NULL, NULL, 0, tmo, &status, &body) == TM_OK &&
+			    status == 200 &&
+			    tm_json_parse(body.data, body.len, &doc, NULL, 0) == TM_OK) {
+				bool complete = loadgen_trace_check(doc, shape, &probs);
+				st[i] = complete ? T_COMPLETE : T_BROKEN;
+				free(last[i]);
+				last[i] = complete ? NULL : tm_buf_detach(&probs);
+			} else if (st[i] != T_BROKEN) {
+				char why[64];
+				st[i] = T_MISSING;
+				free(last[i]);
+				if (status)
+					snprintf(why, sizeof why, "not found: the collector answered %u", status);
+				else
+					snprintf(why, sizeof why, "collector unreachable or bad JSON");
+				last[i] = strdup(why);
+			}
+			json_decref(doc);
+			pending += st[i] != T_COMPLETE;
+		}
+		if (!pending || tm_clock_mono_ns() >= deadline ||
+		    tm_shutdown_requested())
+			break;
+		uint64_t left = deadline - tm_clock_mono_ns();
+		uint64_t nap = tm_clock_scaled_ns((uint64_t)(poll_s * 1e9));
+		struct timespec ts;
+		nap = nap < left ? nap : left;
+		ts.tv_sec = (time_t)(nap / TM_NS_PER_S);
+		ts.tv_nsec = (long)(nap % TM_NS_PER_S);
+		nanosleep(&ts, NULL);
+	}
+	tm_buf_free(&body);
+	tm_buf_free(&probs);
+
+	for (size_t i = 0; i < r->nbroken; i++)
+		free(r->broken[i].problems);
+	free(r->broken);
+	r->broken = NULL;
+	r->nbroken = r->traces_complete = r->traces_missing = 0;
+	r->traces_checked = n;
+	size_t nb = 0;
+	for (size_t i = 0; i < n; i++)
+		nb += st[i] != T_COMPLETE;
+	r->broken = calloc(nb ? nb : 1, sizeof *r->broken);
+	if (!r->broken) {
+		err = TM_ERR_NOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (st[i] == T_COMPLETE) {
+			r->traces_complete++;
+			continue;
+		}
+		if (st[i] == T_MISSING)
+			r->traces_missing++;
+		lg_broken *b = &r->broken[r->nbroken++];
+		memcpy(b->trace_id, r->created[i].trace_id, 33);
+		b->problems = last[i] ? last[i] : strdup("unknown");
+		last[i] = NULL;
+	}
+	r->verified = true;
+	snprintf(r->collector, sizeof r->collector, "%s", base);
+out:
+	for (size_t i = 0; last && i < n; i++)
+		free(last[i]);
+	free(last);
+	free(st);
+	loadgen_trace_shape_free(&def);
+	return err;
+}

@@ -1,0 +1,264 @@
+/*
+ * Scenario files and templates: the default product flow, clear errors
+ * (YAML, unknown function with its processor, unknown steps, endless
+ * loops), template type preservation, the JSONPath subset, the built-in
+ * functions and traceresponse parsing. No network.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <tracemart/loadgen.h>
+
+static tm_err try_parse(const char *yaml, char *err, size_t n, loadgen_script **out)
+{
+	err[0] = '\0';
+	return loadgen_script_parse(yaml, strlen(yaml), "test.yml", out, err, n);
+}
+
+static void default_scenario_is_the_original_product_flow(void **state)
+{
+	loadgen_script *s = NULL;
+	char err[256];
+	const char *y = loadgen_default_scenario_yaml();
+
+	assert_int_equal(loadgen_script_default(&s, err, sizeof err), TM_OK);
+	assert_non_null(strstr(y, "function: \"generateProduct\""));
+	assert_non_null(strstr(y, "json: \"$.data.productId\""));
+	assert_non_null(strstr(y, "think: 3"));
+	assert_non_null(strstr(y, "think: 1\n"));
+	assert_non_null(strstr(y, "processor: \"generator.js\""));
+	assert_int_equal(loadgen_script_phase_count(s), 4);
+	loadgen_script_free(s);
+}
+
+static void target_expands_process_environment(void **state)
+{
+	loadgen_script *s = NULL;
+	char err[256];
+
+	setenv("LG_TEST_ENDPOINT", "http://127.0.0.1:9999", 1);
+	assert_int_equal(try_parse("config:\n  target: \"{{ $processEnvironment.LG_TEST_ENDPOINT }}\"\n"
+				   "scenarios:\n  - flow: [{get: {url: /}}]\n", err, sizeof err, &s),
+			 TM_OK);
+	assert_string_equal(loadgen_script_target(s), "http://127.0.0.1:9999");
+	loadgen_script_free(s);
+	unsetenv("LG_TEST_ENDPOINT");
+}
+
+static void unknown_function_names_it_and_the_processor(void **state)
+{
+	loadgen_script *s = NULL;
+	char err[768];
+
+	assert_int_equal(try_parse("config:\n  target: http://x\n  processor: \"./my-funcs.js\"\n"
+				   "scenarios:\n  - flow:\n      - function: makeOrder\n",
+				   err, sizeof err, &s),
+			 TM_ERR_INVALID);
+	assert_null(s);
+	assert_non_null(strstr(err, "test.yml"));
+	assert_non_null(strstr(err, "scenarios[0].flow[0]"));
+	assert_non_null(strstr(err, "unknown function 'makeOrder'"));
+	assert_non_null(strstr(err, "./my-funcs.js"));
+	assert_non_null(strstr(err, "generateProduct"));
+}
+
+static void yaml_errors_name_file_line_and_column(void **state)
+{
+	loadgen_script *s = NULL;
+	char err[512];
+
+	assert_int_equal(try_parse("config:\n  target: [unclosed\nscenarios: x\n", err, sizeof err, &s),
+			 TM_ERR_PARSE);
+	assert_non_null(strstr(err, "test.yml: YAML:"));
+	assert_non_null(strstr(err, "line"));
+	assert_int_equal(try_parse("- just a list\n", err, sizeof err, &s), TM_ERR_INVALID);
+	assert_non_null(strstr(err, "top level"));
+}
+
+static void bad_scripts_are_refused_with_their_place(void **state)
+{
+	static const struct {
+		const char *yaml;
+		const char *want;
+	} cases[] = {
+		{"config: {phases: [{duration: 5}]}\nscenarios: [{flow: []}]\n",
+		 "config.phases[0]: needs arrivalRate"},
+		{"config: {phases: [{arrivalRate: 5}]}\nscenarios: [{flow: []}]\n",
+		 "duration is required"},
+		{"config: {phases: [{duration: 2.5, arrivalRate: 1, rampTo: 3}]}\nscenarios: [{flow: []}]\n",
+		 "whole number of seconds"},
+		{"config: {phases: [{duration: 1, arrivalRate: 1, sprint: 1}]}\nscenarios: [{flow: []}]\n",
+		 "unknown key 'sprint'"},
+		{"scenarios: [{flow: [{gett: {url: /}}]}]\n", "unknown step 'gett'"},
+		{"scenarios: [{flow: [{loop: [{think: 1}]}]}]\n", "needs count or over"},
+		{"scenarios: [{flow: [{get: {url: /, afterResponse: f}}]}]\n", "JavaScript hooks"},
+		{"scenarios: [{flow: [{get: {url: /, capture: {json: data.id, as: x}}}]}]\n",
+		 "must start with '$'"},
+		{"scenarios: [{flow: [{get: {url: /, capture: {json: $.a}}}]}]\n", "needs 'as'"},
+		{"scenarios: [{flow: [{think: soon}]}]\n", "think must be a number"},
+		{"scenarios: []\n", "non-empty list"},
+		{"scenarios: [{name: a, weight: 0, flow: []}]\n", "weight 0"},
+		{"config: {http: {timeout: 0}}\nscenarios: [{flow: []}]\n", "config.http.timeout"},
+	};
+	char err[768];
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		loadgen_script *s = NULL;
+		tm_err e = try_parse(cases[i].yaml, err, sizeof err, &s);
+		if (e == TM_OK || !strstr(err, cases[i].want))
+			fprintf(stderr, "case %zu: got '%s'\n", i, err);
+		assert_int_not_equal(e, TM_OK);
+		assert_non_null(strstr(err, cases[i].want));
+		assert_null(s);
+	}
+}
+
+static void a_lone_template_keeps_the_value_type(void **state)
+{
+	json_t *vars = json_pack("{s:i,s:f,s:s,s:b,s:{s:[i,i]}}", "n", 42, "price", 12.5,
+				 "name", "widget", "flag", 1, "obj", "list", 1, 2);
+	json_t *tpl = json_pack("{s:s,s:s,s:s,s:[s,s],s:s,s:s,s:s,s:s}",
+				"a", "{{ n }}", "b", "{{price}}", "c", "n={{ n }}",
+				"d", "{{ flag }}", "{{ name }}", "e", "{{ obj.list }}",
+				"f", "{{ obj.list.1 }}", "g", "{{ missing }}", "h", "x{{ missing }}y");
+	json_t *out = loadgen_template_value(tpl, vars);
+
+	assert_non_null(out);
+	assert_true(json_is_integer(json_object_get(out, "a")));
+	assert_int_equal(json_integer_value(json_object_get(out, "a")), 42);
+	assert_true(json_is_real(json_object_get(out, "b")));
+	assert_true(json_real_value(json_object_get(out, "b")) == 12.5);
+	assert_string_equal(json_string_value(json_object_get(out, "c")), "n=42");
+	json_t *d = json_object_get(out, "d");
+	assert_true(json_is_true(json_array_get(d, 0)));
+	assert_string_equal(json_string_value(json_array_get(d, 1)), "widget");
+	assert_true(json_is_array(json_object_get(out, "e")));
+	assert_int_equal(json_integer_value(json_object_get(out, "f")), 2);
+	assert_true(json_is_null(json_object_get(out, "g")));
+	assert_string_equal(json_string_value(json_object_get(out, "h")), "xy");
+	json_decref(out);
+	json_decref(tpl);
+
+	char *s = loadgen_template_string("/p/{{ name }}/{{price}}/{{ n }}", vars);
+	assert_string_equal(s, "/p/widget/12.5/42");
+	free(s);
+	s = loadgen_template_string("{{ $randomString(12) }}", vars);
+	assert_int_equal(strlen(s), 12);
+	free(s);
+	json_t *num = json_string("{{ $randomNumber(5, 7) }}");
+	for (int i = 0; i < 50; i++) {
+		json_t *r = loadgen_template_value(num, vars);
+		assert_true(json_is_integer(r));
+		assert_true(json_integer_value(r) >= 5 && json_integer_value(r) <= 7);
+		json_decref(r);
+	}
+	json_decref(num);
+	json_decref(vars);
+}
+
+static void jsonpath_subset_reads_members_and_indexes(void **state)
+{
+	json_t *doc = json_pack("{s:{s:s,s:[i,{s:s}]}}", "data", "productId", "ABC",
+				"items", 1, "k", "v");
+
+	assert_string_equal(json_string_value(loadgen_jsonpath(doc, "$.data.productId")), "ABC");
+	assert_string_equal(json_string_value(loadgen_jsonpath(doc, "$['data']['productId']")), "ABC");
+	assert_int_equal(json_integer_value(loadgen_jsonpath(doc, "$.data.items[0]")), 1);
+	assert_string_equal(json_string_value(loadgen_jsonpath(doc, "$.data.items[-1].k")), "v");
+	assert_ptr_equal(loadgen_jsonpath(doc, "$"), doc);
+	assert_null(loadgen_jsonpath(doc, "$.data.nope"));
+	assert_null(loadgen_jsonpath(doc, "$.data.items[5]"));
+	assert_null(loadgen_jsonpath(doc, "data"));
+	assert_null(loadgen_jsonpath(doc, "$.data.items[x]"));
+	json_decref(doc);
+}
+
+static void generate_product_sets_a_uuid_name_and_two_prices_below_99(void **state)
+{
+	loadgen_function_fn fn = loadgen_function_lookup("generateProduct");
+	json_t *vars = json_object();
+
+	assert_non_null(fn);
+	assert_null(loadgen_function_lookup("nope"));
+	for (int i = 0; i < 200; i++) {
+		fn(vars);
+		const char *name = json_string_value(json_object_get(vars, "Name"));
+		assert_non_null(name);
+		assert_int_equal(strlen(name), 36);
+		assert_int_equal(name[14], '4');
+		json_t *p = json_object_get(vars, "Price");
+		json_t *u = json_object_get(vars, "UpdatedPrice");
+		assert_true(json_is_real(p) && json_is_real(u));
+		assert_true(json_real_value(p) >= 0 && json_real_value(p) < 99);
+		assert_true(json_real_value(u) >= 0 && json_real_value(u) < 99);
+	}
+	json_decref(vars);
+}
+
+static void generic_functions_follow_their_documented_variables(void **state)
+{
+	json_t *vars = json_pack("{s:i,s:i,s:i,s:[s,s]}", "randomIntMin", 3, "randomIntMax", 4,
+				 "randomStringLength", 5, "pickFrom", "a", "b");
+
+	for (int i = 0; i < 50; i++) {
+		loadgen_function_lookup("randomInt")(vars);
+		json_int_t v = json_integer_value(json_object_get(vars, "randomInt"));
+		assert_true(v == 3 || v == 4);
+		loadgen_function_lookup("randomNumber")(vars);
+		double d = json_real_value(json_object_get(vars, "randomNumber"));
+		assert_true(d >= 0 && d < 1);
+		loadgen_function_lookup("pick")(vars);
+		const char *p = json_string_value(json_object_get(vars, "picked"));
+		assert_true(!strcmp(p, "a") || !strcmp(p, "b"));
+	}
+	loadgen_function_lookup("randomString")(vars);
+	assert_int_equal(strlen(json_string_value(json_object_get(vars, "randomString"))), 5);
+	loadgen_function_lookup("randomUUID")(vars);
+	assert_int_equal(strlen(json_string_value(json_object_get(vars, "uuid"))), 36);
+	json_decref(vars);
+}
+
+static void traceresponse_parsing_follows_w3c_level_2(void **state)
+{
+	char id[33];
+
+	assert_true(loadgen_parse_traceresponse(
+		"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", id));
+	assert_string_equal(id, "0af7651916cd43dd8448eb211c80319c");
+	assert_false(loadgen_parse_traceresponse(
+		"00-00000000000000000000000000000000-b7ad6b7169203331-01", id));
+	assert_false(loadgen_parse_traceresponse(
+		"ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", id));
+	assert_false(loadgen_parse_traceresponse(
+		"00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01", id));
+	assert_false(loadgen_parse_traceresponse("00-0af76519-b7ad6b7169203331-01", id));
+	assert_false(loadgen_parse_traceresponse(
+		"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra", id));
+	/* a future version may append fields */
+	assert_true(loadgen_parse_traceresponse(
+		"01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra", id));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(default_scenario_is_the_original_product_flow),
+		cmocka_unit_test(target_expands_process_environment),
+		cmocka_unit_test(unknown_function_names_it_and_the_processor),
+		cmocka_unit_test(yaml_errors_name_file_line_and_column),
+		cmocka_unit_test(bad_scripts_are_refused_with_their_place),
+		cmocka_unit_test(a_lone_template_keeps_the_value_type),
+		cmocka_unit_test(jsonpath_subset_reads_members_and_indexes),
+		cmocka_unit_test(generate_product_sets_a_uuid_name_and_two_prices_below_99),
+		cmocka_unit_test(generic_functions_follow_their_documented_variables),
+		cmocka_unit_test(traceresponse_parsing_follows_w3c_level_2),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
