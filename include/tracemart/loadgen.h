@@ -139,12 +139,13 @@ uint64_t loadgen_hist_percentile(const loadgen_hist *h, double p);
 
 /*
  * Artillery-style templates "{{ name }}" against vars (an object):
- * names may be dotted paths, $processEnvironment.NAME / $env.NAME,
+ * names may be lodash paths (a.b[0].c), $processEnvironment.NAME / $env.NAME,
  * $loopCount, $loopElement, and the functions $randomNumber(min,max),
  * $randomString(len), $uuid. A string that is exactly one template keeps
  * the value's JSON type; otherwise values are formatted into the text.
- * Unknown variables expand to "" (as Artillery's do) in text and to null
- * when alone. Returns a new reference, NULL on OOM.
+ * As in Artillery (JavaScript), an undefined variable reads "undefined"
+ * inside text; alone, it drops its object member (JSON.stringify) and is
+ * null in an array or at the top. Returns a new reference, NULL on OOM.
  */
 json_t *loadgen_template_value(const json_t *tpl, const json_t *vars);
 /* String form; caller frees. */

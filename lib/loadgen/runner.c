@@ -192,7 +192,8 @@ static void vu_finish(struct runner *rn, struct vu *v, int kind)
 
 static void set_loop_vars(struct vu *v, const struct frame *f)
 {
-	json_object_set_new(v->vars, "$loopCount", json_integer((json_int_t)f->iter + 1));
+	/* Artillery: $loopCount starts at 0 (createLoopWithCount, from = 0). */
+	json_object_set_new(v->vars, "$loopCount", json_integer((json_int_t)f->iter));
 	if (f->over)
 		json_object_set(v->vars, "$loopElement", json_array_get(f->over, (size_t)f->iter));
 }
@@ -502,7 +503,8 @@ static bool apply_captures(struct vu *v, const lg_step *st)
 					doc = NULL;
 			}
 			const json_t *found = doc ? loadgen_jsonpath(doc, c->json) : NULL;
-			if (found)
+			/* Artillery's isCaptureFailed: undefined or "" is a failure. */
+			if (found && !(json_is_string(found) && !json_string_length(found)))
 				val = json_deep_copy(found);
 		} else if (response_header(v, c->header, hv, sizeof hv)) {
 			val = json_string(hv);

@@ -361,8 +361,8 @@ static tm_err compile_step(struct ctx *c, const json_t *step, const char *where,
 	if ((v = json_object_get(step, "think"))) {
 		if (json_object_size(step) != 1)
 			return fail(c, where, "a think step holds only 'think'");
-		if (!number_of(v, &d) || d < 0 || d > 86400.0 * 365)
-			return fail(c, where, "think must be a number of seconds >= 0");
+		if (!lg__parse_duration(v, &d) || d > 86400.0 * 365)
+			return fail(c, where, "think must be a number of seconds >= 0 (or \"500ms\", \"2s\", …)");
 		st->kind = LG_STEP_THINK;
 		st->think_s = d;
 		return TM_OK;

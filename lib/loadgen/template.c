@@ -192,7 +192,15 @@ const json_t *loadgen_jsonpath(const json_t *doc, const char *path)
 static const json_t *lookup_path(const json_t *vars, const char *expr)
 {
 	char buf[TPL_EXPR_MAX];
-	snprintf(buf, sizeof buf, "%s", expr);
+	size_t n = 0;
+	/* lodash get paths: a[0].b and a['b'] read as a.0.b and a.b */
+	for (const char *p = expr; *p && n < sizeof buf - 1; p++) {
+		if (*p == '[')
+			buf[n++] = '.';
+		else if (*p != ']' && *p != '\'' && *p != '"')
+			buf[n++] = *p;
+	}
+	buf[n] = '\0';
 	const json_t *cur = vars;
 	char *save = NULL;
 	for (char *seg = strtok_r(buf, ".", &save); seg && cur;
@@ -299,7 +307,7 @@ static tm_err append_value(tm_buf *b, const json_t *v)
 	case JSON_FALSE:
 		return tm_buf_appends(b, "false");
 	case JSON_NULL:
-		return TM_OK;
+		return tm_buf_appends(b, "null");
 	default:
 		return tm_json_append(b, v);
 	}
@@ -344,7 +352,8 @@ char *loadgen_template_string(const char *tpl, const json_t *vars)
 		if (tm_buf_append(&b, p, (size_t)(open - p)))
 			goto fail;
 		json_t *v = eval(expr, vars);
-		tm_err err = v ? append_value(&b, v) : TM_OK;
+		/* JavaScript's String.replace with an undefined value. */
+		tm_err err = v ? append_value(&b, v) : tm_buf_appends(&b, "undefined");
 		json_decref(v);
 		if (err)
 			goto fail;
@@ -356,10 +365,12 @@ fail:
 	return NULL;
 }
 
-json_t *loadgen_template_value(const json_t *tpl, const json_t *vars)
+/* *undef is set when tpl is a lone template of an undefined variable. */
+static json_t *template_value(const json_t *tpl, const json_t *vars, bool *undef)
 {
 	char expr[TPL_EXPR_MAX];
 
+	*undef = false;
 	if (json_is_string(tpl)) {
 		const char *s = json_string_value(tpl);
 		const char *after;
@@ -367,7 +378,11 @@ json_t *loadgen_template_value(const json_t *tpl, const json_t *vars)
 		if (!strncmp(s, "{{", 2) && (after = expr_at(s, expr, sizeof expr)) &&
 		    !*after && !strstr(s + 2, "{{")) {
 			json_t *v = eval(expr, vars);
-			return v ? v : json_null();
+			if (!v) {
+				*undef = true;
+				return json_null();
+			}
+			return v;
 		}
 		if (!strstr(s, "{{"))
 			return json_incref((json_t *)tpl);
@@ -381,7 +396,13 @@ json_t *loadgen_template_value(const json_t *tpl, const json_t *vars)
 		const char *k;
 		json_t *v;
 		json_object_foreach((json_t *)tpl, k, v) {
-			json_t *e = loadgen_template_value(v, vars);
+			bool u;
+			json_t *e = template_value(v, vars, &u);
+			if (e && u) {
+				/* JSON.stringify drops undefined members */
+				json_decref(e);
+				continue;
+			}
 			char *key = strstr(k, "{{") ? loadgen_template_string(k, vars) : NULL;
 			if (!o || !e || json_object_set_new(o, key ? key : k, e)) {
 				free(key);
@@ -397,7 +418,8 @@ json_t *loadgen_template_value(const json_t *tpl, const json_t *vars)
 		size_t i;
 		json_t *v;
 		json_array_foreach(tpl, i, v) {
-			if (!a || json_array_append_new(a, loadgen_template_value(v, vars))) {
+			bool u; /* undefined elements become null, as in JSON.stringify */
+			if (!a || json_array_append_new(a, template_value(v, vars, &u))) {
 				json_decref(a);
 				return NULL;
 			}
@@ -405,6 +427,12 @@ json_t *loadgen_template_value(const json_t *tpl, const json_t *vars)
 		return a;
 	}
 	return json_incref((json_t *)tpl);
+}
+
+json_t *loadgen_template_value(const json_t *tpl, const json_t *vars)
+{
+	bool undef;
+	return template_value(tpl, vars, &undef);
 }
 
 /* ------------------------------------------------------------- VU vars */

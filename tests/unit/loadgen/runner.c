@@ -335,8 +335,8 @@ static void think_and_loops_run_every_iteration(void **state)
 	reset_counters();
 	loadgen_report *r = run(s, 0);
 
-	/* 2 flows × (1+2+3 + 10+20) */
-	assert_int_equal(get(&g_loop_sum), 2 * 36);
+	/* 2 flows × (0+1+2 + 10+20): $loopCount starts at 0 as in Artillery */
+	assert_int_equal(get(&g_loop_sum), 2 * 33);
 	assert_int_equal(get(&g_elements), 4);
 	json_t *j = loadgen_report_json(r);
 	assert_int_equal(jint(j, "flows", "completed"), 2);
