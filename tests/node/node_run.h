@@ -71,34 +71,37 @@ static long tn_now_ms(void)
 	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
+/* A running node script: its pid and the read end of its stdout. */
+typedef struct tn_proc {
+	pid_t pid;
+	int out_fd;
+	long deadline_ms; /* CLOCK_MONOTONIC ms after which it is killed */
+	const char *script;
+} tn_proc;
+
 /*
- * Runs `node tests/node/<script> args…` (args NULL-terminated) with cwd
- * tests/node, stdout captured into out (NUL-terminated, truncated to
- * out_size - 1), stderr inherited. Returns the exit status, or -1 when it
- * could not start, died on a signal or ran past timeout_ms (then killed).
+ * Starts `node tests/node/<script> args…` (args NULL-terminated) with cwd
+ * tests/node, stdout to a pipe, stderr inherited; everything that follows
+ * is bounded by timeout_ms from now. False when it cannot start.
  */
-static int tn_run(const char *node, const char *script,
-		  const char *const *args, long timeout_ms, char *out,
-		  size_t out_size)
+static bool tn_spawn(tn_proc *p, const char *node, const char *script,
+		     const char *const *args, long timeout_ms)
 {
 	char dir[900];
-	int fds[2], status = 0;
-	size_t len = 0;
-	long deadline = tn_now_ms() + timeout_ms;
-	bool timed_out = false;
-	pid_t pid;
+	int fds[2];
 
-	out[0] = '\0';
 	tn_dir(dir, sizeof(dir));
+	p->script = script;
+	p->deadline_ms = tn_now_ms() + timeout_ms;
 	if (pipe(fds))
-		return -1;
-	pid = fork();
-	if (pid < 0) {
+		return false;
+	p->pid = fork();
+	if (p->pid < 0) {
 		close(fds[0]);
 		close(fds[1]);
-		return -1;
+		return false;
 	}
-	if (pid == 0) {
+	if (p->pid == 0) {
 		const char *argv[16];
 		size_t n = 0;
 
@@ -116,54 +119,93 @@ static int tn_run(const char *node, const char *script,
 		_exit(127);
 	}
 	close(fds[1]);
-	for (;;) {
-		struct pollfd p = { .fd = fds[0], .events = POLLIN };
-		long left = deadline - tn_now_ms();
-		ssize_t r;
-		char sink[512];
+	p->out_fd = fds[0];
+	return true;
+}
 
-		if (left <= 0) {
-			timed_out = true;
-			break;
-		}
-		if (poll(&p, 1, (int)left) <= 0)
+/*
+ * Reads stdout into out (NUL-terminated, keeps at most out_size - 1 bytes)
+ * until a newline was read (line = true) or EOF; false on timeout.
+ */
+static bool tn_read(tn_proc *p, char *out, size_t out_size, bool line)
+{
+	size_t len = 0;
+
+	out[0] = '\0';
+	for (;;) {
+		struct pollfd pf = { .fd = p->out_fd, .events = POLLIN };
+		long left = p->deadline_ms - tn_now_ms();
+		ssize_t r;
+		char c;
+
+		if (left <= 0)
+			return false;
+		if (poll(&pf, 1, (int)left) <= 0)
 			continue; /* EINTR or timeout: the loop re-checks */
-		if (len + 1 < out_size)
-			r = read(fds[0], out + len, out_size - 1 - len);
-		else
-			r = read(fds[0], sink, sizeof(sink));
+		/* Byte by byte when a line is wanted, so nothing after it is
+		 * consumed; the outputs are a few hundred bytes. */
+		r = read(p->out_fd, &c, 1);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
-			break;
-		if (len + 1 < out_size)
-			len += (size_t)r;
-		out[len] = '\0';
+			return true;
+		if (len + 1 < out_size) {
+			out[len++] = c;
+			out[len] = '\0';
+		}
+		if (line && c == '\n')
+			return true;
 	}
-	close(fds[0]);
-	/* stdout closed does not mean exited: wait, still bounded. */
-	while (!timed_out) {
-		pid_t w = waitpid(pid, &status, WNOHANG);
+}
 
-		if (w == pid)
+/* Waits for the exit (bounded by the deadline, then SIGKILL); returns the
+ * exit status or -1 (signal, timeout). Closes the pipe. */
+static int tn_wait(tn_proc *p)
+{
+	int status = 0;
+	bool timed_out = false;
+
+	close(p->out_fd);
+	for (;;) {
+		pid_t w = waitpid(p->pid, &status, WNOHANG);
+
+		if (w == p->pid)
 			break;
 		if (w < 0 && errno != EINTR)
 			return -1;
-		if (tn_now_ms() >= deadline)
+		if (tn_now_ms() >= p->deadline_ms) {
 			timed_out = true;
-		else
-			usleep(10000);
+			break;
+		}
+		usleep(10000);
 	}
 	if (timed_out) {
-		fprintf(stderr, "node %s: killed after %ld ms\n", script, timeout_ms);
-		kill(pid, SIGKILL);
-		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		fprintf(stderr, "node %s: killed at its deadline\n", p->script);
+		kill(p->pid, SIGKILL);
+		while (waitpid(p->pid, &status, 0) < 0 && errno == EINTR)
 			;
 		return -1;
 	}
-	if (!WIFEXITED(status))
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Runs a script to completion, stdout captured into out. Returns the exit
+ * status, or -1 when it could not start, died on a signal or timed out. */
+static int tn_run(const char *node, const char *script,
+		  const char *const *args, long timeout_ms, char *out,
+		  size_t out_size)
+{
+	tn_proc p;
+
+	out[0] = '\0';
+	if (!tn_spawn(&p, node, script, args, timeout_ms))
 		return -1;
-	return WEXITSTATUS(status);
+	if (!tn_read(&p, out, out_size, false)) {
+		p.deadline_ms = 0; /* already late: kill now */
+		tn_wait(&p);
+		return -1;
+	}
+	return tn_wait(&p);
 }
 
 #endif
