@@ -111,4 +111,22 @@ void collector_get_stats(collector *c, collector_stats *out /* OUT */);
  */
 tm_err collector_parse_duration(const char *s, uint64_t *out_ns /* OUT */) TM_WARN_UNUSED;
 
+/* ------------------------------------------------------------- client */
+
+/*
+ * The client side of the query API, for the CLI (`tracemart traces`,
+ * `tracemart trace`) and for tools that verify traces (loadgen).
+ * collector_client_get: GET url and parse the JSON answer; a non-2xx
+ * status is TM_ERR_NOT_FOUND (404) or TM_ERR_INVALID (other 4xx) with the
+ * server's message in errmsg; TM_ERR_NET when nothing answers.
+ * Caller owns *out (json_decref).
+ */
+tm_err collector_client_get(const char *url, json_t **out /* OUT */, char *errmsg,
+			    size_t errmsg_size) TM_WARN_UNUSED;
+/* Appends s percent-encoded for a query string value (RFC 3986 unreserved
+ * characters kept). */
+tm_err collector_urlencode(tm_buf *b, const char *s) TM_WARN_UNUSED;
+/* "850µs", "12.3ms", "1.25s", "2m05s" */
+void collector_format_duration(uint64_t ns, char *out, size_t size);
+
 #endif
