@@ -296,8 +296,14 @@ static void client_address(const http_request *req, const char *peer_ip,
 		}
 	}
 	if (s && n && n < out_size) {
-		memcpy(out, s, n);
-		out[n] = '\0';
+		char tok[ADDR_MAX];
+		unsigned port;
+
+		/* "ip:port" and "[v6]:port" lose the port; a bare IPv6
+		 * address (several colons) is kept whole. */
+		snprintf(tok, sizeof(tok), "%.*s", (int)n, s);
+		if (n >= sizeof(tok) || !split_host_port(tok, out, out_size, &port))
+			snprintf(out, out_size, "%.*s", (int)n, s);
 		return;
 	}
 	snprintf(out, out_size, "%s", peer_ip);

@@ -378,7 +378,10 @@ static void request(const char *method, const char *url,
 		curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
 	if (body)
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+	if (!strcmp(method, "HEAD"))
+		curl_easy_setopt(h, CURLOPT_NOBODY, 1L); /* no body to wait for */
+	else
+		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
 	assert_int_equal(curl_easy_perform(h), CURLE_OK);
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
 	curl_slist_free_all(hl);
@@ -574,6 +577,53 @@ static void server_error_sets_error_status_but_client_error_does_not(void **stat
 	assert_null(attr(s, "http.route"));
 	assert_null(attr(s, "error.type"));
 	assert_attr(s, "http.response.status_code", "404");
+}
+
+static void addresses_come_from_host_and_forwarding_headers(void **state)
+{
+	static const struct {
+		const char *headers[3];
+		const char *server_address, *server_port, *client_address;
+	} cases[] = {
+		{ { "Host: shop.example.com:8443", NULL }, "shop.example.com", "8443", "127.0.0.1" },
+		{ { "Host: shop.example.com", NULL }, "shop.example.com", "80", "127.0.0.1" },
+		{ { "Host: [::1]:9000", NULL }, "::1", "9000", "127.0.0.1" },
+		{ { "Host: a", "X-Forwarded-For: 203.0.113.7, 10.0.0.1" }, "a", "80", "203.0.113.7" },
+		{ { "Host: a", "X-Forwarded-For: 2001:db8::1" }, "a", "80", "2001:db8::1" },
+		{ { "Host: a", "Forwarded: proto=http;for=\"[2001:db8::2]:4711\"" }, "a", "80", "2001:db8::2" },
+		{ { "Host: a", "Forwarded: for=192.0.2.60:3000, for=198.51.100.17" }, "a", "80", "192.0.2.60" },
+	};
+	char url[256];
+	struct reply r;
+	const struct cap_span *s;
+
+	(void)state;
+	url_of(url, sizeof(url), g_a, "/product/A");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		capture_reset();
+		request("GET", url, cases[i].headers, NULL, &r);
+		assert_int_equal(r.status, 200);
+		s = span_named("GET /product/{id}");
+		assert_attr(s, "server.address", cases[i].server_address);
+		assert_attr(s, "server.port", cases[i].server_port);
+		assert_attr(s, "client.address", cases[i].client_address);
+		assert_attr(s, "network.peer.address", "127.0.0.1");
+	}
+}
+
+static void head_request_is_named_after_the_get_route(void **state)
+{
+	char url[256];
+	struct reply r;
+	const struct cap_span *s;
+
+	(void)state;
+	url_of(url, sizeof(url), g_a, "/product/A");
+	request("HEAD", url, NULL, NULL, &r);
+	assert_int_equal(r.status, 200);
+	s = span_named("HEAD /product/{id}");
+	assert_attr(s, "http.request.method", "HEAD");
+	assert_true(strlen(r.traceresponse) == 55);
 }
 
 static void unknown_method_is_reported_as_other(void **state)
@@ -789,6 +839,8 @@ int main(void)
 		cmocka_unit_test_setup(traceresponse_header_names_the_server_span, reset),
 		cmocka_unit_test_setup(handler_spans_and_log_lines_belong_to_the_server_span, reset),
 		cmocka_unit_test_setup(server_error_sets_error_status_but_client_error_does_not, reset),
+		cmocka_unit_test_setup(addresses_come_from_host_and_forwarding_headers, reset),
+		cmocka_unit_test_setup(head_request_is_named_after_the_get_route, reset),
 		cmocka_unit_test_setup(unknown_method_is_reported_as_other, reset),
 		cmocka_unit_test_setup(request_body_size_is_recorded, reset),
 		cmocka_unit_test_setup(traced_client_links_two_servers_into_one_trace, reset),
