@@ -163,7 +163,8 @@ static void drop_old_fnqs(fabric *f, const json_t *old, const json_t *def)
 	json_array_foreach(json_object_get(old, "targets"), i, t) {
 		const char *q = tm_json_str(t, "queue");
 		bool kept = false;
-		if (!q)
+		/* Only function targets own their (internal) queue. */
+		if (!q || kind_of(tm_json_str(t, "kind")) != FABRIC_TO_FUNCTION)
 			continue;
 		json_array_foreach(def ? json_object_get(def, "targets") : NULL, k, u)
 			if (tm_json_str(u, "queue") && !strcmp(tm_json_str(u, "queue"), q))

@@ -855,6 +855,8 @@ tm_err fabric__fnq_add(fabric *f, const char *queue, const char *function,
 
 void fabric__fnq_remove(fabric *f, const char *queue)
 {
+	if (queue[0] != FABRIC__INTERNAL_PREFIX)
+		return; /* never a user's queue */
 	pthread_mutex_lock(&f->mu);
 	for (fabric__fnq **pp = &f->fnqs; *pp; pp = &(*pp)->next) {
 		if (!strcmp((*pp)->queue, queue)) {

@@ -78,7 +78,7 @@ static int ftest_teardown(void **state)
 	return 0;
 }
 
-static void ftest_reopen(ftest *t)
+static __attribute__((unused)) void ftest_reopen(ftest *t)
 {
 	fabric_close(t->f);
 	t->f = NULL;
@@ -86,7 +86,7 @@ static void ftest_reopen(ftest *t)
 }
 
 /* Sends body to queue; returns the message id in id (may be NULL). */
-static void send_text(fabric *f, const char *queue, const char *body, char *id)
+static __attribute__((unused)) void send_text(fabric *f, const char *queue, const char *body, char *id)
 {
 	fabric_send_entry e = { .body = body, .body_len = strlen(body), .delay_ms = -1 };
 	fabric_result r;
@@ -97,7 +97,7 @@ static void send_text(fabric *f, const char *queue, const char *body, char *id)
 }
 
 /* Receives at most one message, waiting up to wait_ms model ms. */
-static size_t recv_one(fabric *f, const char *queue, int64_t wait_ms, int64_t vis_ms,
+static __attribute__((unused)) size_t recv_one(fabric *f, const char *queue, int64_t wait_ms, int64_t vis_ms,
 		       fabric_message *m)
 {
 	fabric_receive_opts o = { .max_messages = 1, .wait_ms = wait_ms,
@@ -110,7 +110,7 @@ static size_t recv_one(fabric *f, const char *queue, int64_t wait_ms, int64_t vi
 }
 
 /* Polls (bounded: tries × 20 s model) until a message arrives. */
-static size_t recv_eventually(fabric *f, const char *queue, int64_t vis_ms, fabric_message *m,
+static __attribute__((unused)) size_t recv_eventually(fabric *f, const char *queue, int64_t vis_ms, fabric_message *m,
 			      int tries)
 {
 	for (int i = 0; i < tries; i++)
@@ -119,7 +119,7 @@ static size_t recv_eventually(fabric *f, const char *queue, int64_t vis_ms, fabr
 	return 0;
 }
 
-static void make_queue(fabric *f, const char *name, const char *dlq, unsigned max_receives)
+static __attribute__((unused)) void make_queue(fabric *f, const char *name, const char *dlq, unsigned max_receives)
 {
 	fabric_queue_attrs a;
 
