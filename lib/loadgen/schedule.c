@@ -99,6 +99,9 @@ tm_err loadgen_schedule(const loadgen_script *s, uint64_t **times, uint32_t **ph
 	for (size_t i = 0; i < s->nphases; i++) {
 		const lg_phase *ph = &s->phases[i];
 		uint64_t dur_ns = (uint64_t)llround(ph->duration_s * 1e9);
+		/* Artillery ends an arrivalCount: 0 phase at once. */
+		if (ph->kind == LG_PHASE_COUNT && !ph->count)
+			dur_ns = 0;
 		uint64_t first = k;
 		(void)phase_count(ph, &count, &tick);
 		if (ph->kind == LG_PHASE_RAMP) {
