@@ -22,7 +22,7 @@
 
 /* ------------------------------------------------------- span capture */
 
-#define MAX_SPANS 64
+#define MAX_SPANS 128
 #define MAX_ATTRS 32
 
 struct cap_attr {
@@ -354,16 +354,19 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
 }
 
 /* headers: NULL-terminated "Name: value" lines, sent as given (repeats
- * included). */
-static void request(const char *method, const char *url,
-		    const char *const *headers, const char *body,
-		    struct reply *r)
+ * included). No cmocka asserts: usable from helper threads. False when the
+ * request could not be made. */
+static bool try_request(const char *method, const char *url,
+			const char *const *headers, const char *body,
+			struct reply *r)
 {
 	CURL *h = curl_easy_init();
 	struct curl_slist *hl = NULL;
+	bool ok;
 
 	memset(r, 0, sizeof(*r));
-	assert_non_null(h);
+	if (!h)
+		return false;
 	for (size_t i = 0; headers && headers[i]; i++)
 		hl = curl_slist_append(hl, headers[i]);
 	curl_easy_setopt(h, CURLOPT_URL, url);
@@ -382,10 +385,18 @@ static void request(const char *method, const char *url,
 		curl_easy_setopt(h, CURLOPT_NOBODY, 1L); /* no body to wait for */
 	else
 		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-	assert_int_equal(curl_easy_perform(h), CURLE_OK);
+	ok = curl_easy_perform(h) == CURLE_OK;
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
 	curl_slist_free_all(hl);
 	curl_easy_cleanup(h);
+	return ok;
+}
+
+static void request(const char *method, const char *url,
+		    const char *const *headers, const char *body,
+		    struct reply *r)
+{
+	assert_true(try_request(method, url, headers, body, r));
 }
 
 static void url_of(char *out, size_t size, http_server *s, const char *path)
@@ -626,6 +637,74 @@ static void head_request_is_named_after_the_get_route(void **state)
 	assert_true(strlen(r.traceresponse) == 55);
 }
 
+#define CONC_THREADS 4
+#define CONC_REQUESTS 6
+
+struct conc_arg {
+	int thread;
+	int failures;
+};
+
+static void *conc_worker(void *p)
+{
+	struct conc_arg *a = p;
+	char url[256], hdr[128];
+	const char *h[] = { hdr, NULL };
+	struct reply r;
+
+	url_of(url, sizeof(url), g_a, "/product/C");
+	for (int i = 0; i < CONC_REQUESTS; i++) {
+		/* Trace id and parent id name the thread and the request. */
+		snprintf(hdr, sizeof(hdr),
+			 "traceparent: 00-%032x-%016x-01", a->thread * 100 + i + 1,
+			 a->thread * 100 + i + 1);
+		if (!try_request("GET", url, h, NULL, &r) || r.status != 200)
+			a->failures++;
+	}
+	return NULL;
+}
+
+static void concurrent_requests_keep_their_own_context(void **state)
+{
+	pthread_t th[CONC_THREADS];
+	struct conc_arg args[CONC_THREADS];
+	static struct cap_span spans[MAX_SPANS];
+	size_t n, nserver = 0, nchild = 0;
+
+	(void)state;
+	for (int i = 0; i < CONC_THREADS; i++) {
+		args[i] = (struct conc_arg){ .thread = i };
+		assert_int_equal(pthread_create(&th[i], NULL, conc_worker, &args[i]), 0);
+	}
+	for (int i = 0; i < CONC_THREADS; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_int_equal(args[i].failures, 0);
+	}
+	pthread_mutex_lock(&g_mu);
+	n = g_nspans;
+	memcpy(spans, g_spans, n * sizeof(spans[0]));
+	pthread_mutex_unlock(&g_mu);
+	for (size_t i = 0; i < n; i++) {
+		const struct cap_span *s = &spans[i];
+
+		if (s->kind == TRACE_KIND_SERVER) {
+			/* The parent id equals the trace id's low bits. */
+			assert_string_equal(s->psid, s->tid + 16);
+			nserver++;
+			continue;
+		}
+		for (size_t k = 0; k < n; k++) {
+			if (spans[k].kind == TRACE_KIND_SERVER &&
+			    !strcmp(spans[k].tid, s->tid)) {
+				assert_string_equal(s->psid, spans[k].sid);
+				nchild++;
+			}
+		}
+	}
+	assert_int_equal(nserver, CONC_THREADS * CONC_REQUESTS);
+	assert_int_equal(nchild, CONC_THREADS * CONC_REQUESTS);
+}
+
 static void unknown_method_is_reported_as_other(void **state)
 {
 	char url[256];
@@ -841,6 +920,7 @@ int main(void)
 		cmocka_unit_test_setup(server_error_sets_error_status_but_client_error_does_not, reset),
 		cmocka_unit_test_setup(addresses_come_from_host_and_forwarding_headers, reset),
 		cmocka_unit_test_setup(head_request_is_named_after_the_get_route, reset),
+		cmocka_unit_test_setup(concurrent_requests_keep_their_own_context, reset),
 		cmocka_unit_test_setup(unknown_method_is_reported_as_other, reset),
 		cmocka_unit_test_setup(request_body_size_is_recorded, reset),
 		cmocka_unit_test_setup(traced_client_links_two_servers_into_one_trace, reset),
