@@ -125,6 +125,11 @@ static void on_after_fail(http_request *req, http_response *resp, void *arg)
 	add(&g_after_fail, 1);
 }
 
+static void on_stop(http_request *req, http_response *resp, void *arg)
+{
+	tm_shutdown_request();
+}
+
 static void on_trace(http_request *req, http_response *resp, void *arg)
 {
 	const char *id = http_request_param(req, "id");
@@ -174,6 +179,7 @@ static int setup(void **state)
 	    http_router_add(g_router, "GET", "/loop", on_loop, NULL) ||
 	    http_router_add(g_router, "GET", "/element/{e}", on_element, NULL) ||
 	    http_router_add(g_router, "GET", "/after-fail", on_after_fail, NULL) ||
+	    http_router_add(g_router, "GET", "/stop", on_stop, NULL) ||
 	    http_router_add(g_router, "GET", "/api/traces/{id}", on_trace, NULL))
 		return -1;
 	http_server_config_init(&cfg);
@@ -571,6 +577,72 @@ static void verify_traces_gives_up_on_unknown_traces_after_the_wait(void **state
 	loadgen_script_free(s);
 }
 
+static void sigint_stops_the_run_with_a_partial_report(void **state)
+{
+	loadgen_script *s = parse(
+		"config:\n  phases: [{duration: 300, arrivalCount: 3}]\n"
+		"scenarios:\n  - flow:\n      - get: {url: /stop}\n      - think: 100\n");
+	loadgen_options o;
+	loadgen_report *r = NULL;
+
+	tm_shutdown_reset();
+	loadgen_options_init(&o);
+	o.target = g_url;
+	o.honour_shutdown = true;
+	assert_int_equal(loadgen_run(s, &o, &r), TM_OK);
+	tm_shutdown_reset();
+	json_t *j = loadgen_report_json(r);
+	json_int_t created = jint(j, "flows", "created");
+	assert_true(json_is_true(json_object_get(j, "interrupted")));
+	assert_true(created >= 1);
+	assert_int_equal(created + jint(j, "flows", "notStarted"), 3);
+	assert_int_equal(jint(j, "flows", "completed"), 0);
+	assert_int_equal(jint(j, "flows", "failed"), created);
+	assert_int_equal(jint(j, "errors", "aborted"), created);
+	json_decref(j);
+	loadgen_report_free(r);
+	loadgen_script_free(s);
+}
+
+static void progress_is_one_rewritten_line_on_a_tty_and_plain_lines_otherwise(void **state)
+{
+	loadgen_script *s = parse("config:\n  phases: [{duration: 2, arrivalRate: 2, name: p1}]\n"
+				  "scenarios:\n  - flow: [{get: {url: /ping}}]\n");
+	char text[8192];
+
+	for (int tty = 0; tty < 2; tty++) {
+		loadgen_options o;
+		loadgen_report *r = NULL;
+		FILE *f = tmpfile();
+
+		assert_non_null(f);
+		loadgen_options_init(&o);
+		o.target = g_url;
+		o.progress = f;
+		o.progress_tty = tty;
+		o.progress_interval_s = 0.0005;
+		assert_int_equal(loadgen_run(s, &o, &r), TM_OK);
+		rewind(f);
+		size_t n = fread(text, 1, sizeof text - 1, f);
+		text[n] = '\0';
+		fclose(f);
+		assert_non_null(strstr(text, "arrivals 4"));
+		assert_non_null(strstr(text, "/2.0s"));
+		assert_non_null(strstr(text, "rps"));
+		assert_non_null(strstr(text, "p99"));
+		if (tty) {
+			assert_int_equal(text[0], '\r');
+			assert_non_null(strchr(text, '\n'));
+			assert_ptr_equal(strchr(text, '\n'), text + n - 1);
+		} else {
+			assert_null(strchr(text, '\r'));
+			assert_int_equal(text[n - 1], '\n');
+		}
+		loadgen_report_free(r);
+	}
+	loadgen_script_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -584,6 +656,8 @@ int main(void)
 		cmocka_unit_test(json_report_file_holds_every_section),
 		cmocka_unit_test(verify_traces_reports_complete_and_broken_traces),
 		cmocka_unit_test(verify_traces_gives_up_on_unknown_traces_after_the_wait),
+		cmocka_unit_test(sigint_stops_the_run_with_a_partial_report),
+		cmocka_unit_test(progress_is_one_rewritten_line_on_a_tty_and_plain_lines_otherwise),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
