@@ -62,10 +62,10 @@ static tm_err compile_filter(const char *text, bool on_body, fabric_pattern **ou
 		json_t *x;
 		json_object_foreach(v, k, x) {
 			if (strcmp(k, "$or") && !json_is_array(x)) {
-				json_decref(v);
 				snprintf(errmsg, errsize,
 					 "FilterPolicy: \"%s\": the MessageAttributes scope does not support nested policies",
 					 k);
+				json_decref(v);
 				return TM_ERR_INVALID;
 			}
 		}

@@ -42,7 +42,7 @@ static void ftest_open(ftest *t)
 	assert_int_equal(fabric_open(&cfg, &t->f), TM_OK);
 }
 
-static int ftest_setup(void **state)
+static __attribute__((unused)) int ftest_setup(void **state)
 {
 	ftest *t = calloc(1, sizeof *t);
 
@@ -68,7 +68,7 @@ static void ftest_remove_files(ftest *t)
 	rmdir(t->dir);
 }
 
-static int ftest_teardown(void **state)
+static __attribute__((unused)) int ftest_teardown(void **state)
 {
 	ftest *t = *state;
 
