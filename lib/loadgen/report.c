@@ -196,7 +196,7 @@ json_t *loadgen_report_json(const loadgen_report *r)
 		json_object_set_new(t, "missing", json_integer((json_int_t)r->traces_missing));
 		json_object_set_new(t, "completeShare",
 				    json_real(r->traces_checked ? (double)r->traces_complete /
-						  (double)r->traces_checked : 1.0));
+						  (double)r->traces_checked : 0.0));
 		for (size_t i = 0; i < r->nbroken; i++)
 			json_array_append_new(broken, json_pack("{s:s,s:s}", "traceId",
 				r->broken[i].trace_id, "problems", r->broken[i].problems));
@@ -288,13 +288,17 @@ void loadgen_report_print(const loadgen_report *r, FILE *f)
 		errs += r->endpoints[i].errors;
 	latency_line(f, "all", &r->all, r->requests, errs);
 	if (r->verified) {
-		fprintf(f, "Traces (%s): %zu checked, %zu complete (%.1f%%)", r->collector,
-			r->traces_checked, r->traces_complete,
-			r->traces_checked ? 100.0 * (double)r->traces_complete /
-						    (double)r->traces_checked : 100.0);
+		if (!r->traces_checked)
+			fprintf(f, "Traces (%s): no flow got a traceresponse header from a 2xx POST; "
+				   "nothing to verify (is the target traced?)\n", r->collector);
+		else
+			fprintf(f, "Traces (%s): %zu checked, %zu complete (%.1f%%)", r->collector,
+				r->traces_checked, r->traces_complete,
+				100.0 * (double)r->traces_complete / (double)r->traces_checked);
 		if (r->traces_missing)
 			fprintf(f, ", %zu not found", r->traces_missing);
-		fprintf(f, "\n");
+		if (r->traces_checked)
+			fprintf(f, "\n");
 		for (size_t i = 0; i < r->nbroken; i++)
 			fprintf(f, "  broken %s: %s\n", r->broken[i].trace_id, r->broken[i].problems);
 	}

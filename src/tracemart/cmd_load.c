@@ -144,7 +144,9 @@ int cmd_load(int argc, char **argv)
 	}
 	size_t checked = 0, complete = 0;
 	loadgen_report_traces(r, &checked, &complete);
-	if (!code && (loadgen_report_failed_flows(r) || complete < checked))
+	/* Verification that found nothing to verify is a failure too. */
+	if (!code && (loadgen_report_failed_flows(r) || complete < checked ||
+		      (tm_opt_bool(opts, "verify-traces") && !checked)))
 		code = 1;
 out:
 	loadgen_report_free(r);

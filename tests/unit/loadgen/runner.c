@@ -434,6 +434,20 @@ static void arrivals_over_max_vus_are_dropped_and_counted(void **state)
 	json_decref(j);
 	loadgen_report_free(r);
 	loadgen_script_free(s);
+
+	/* a phase's maxVusers is a lower cap for its own arrivals */
+	s = parse("config:\n  phases:\n    - {duration: 1, arrivalCount: 4, maxVusers: 1}\n"
+		  "    - {duration: 1, arrivalCount: 2}\n"
+		  "scenarios:\n  - flow:\n      - think: 10\n      - get: {url: /ping}\n");
+	reset_counters();
+	r = run(s, 100);
+	j = loadgen_report_json(r);
+	assert_int_equal(jint(j, "flows", "created"), 3);
+	assert_int_equal(jint(j, "flows", "dropped"), 3);
+	assert_int_equal(get(&g_pings), 3);
+	json_decref(j);
+	loadgen_report_free(r);
+	loadgen_script_free(s);
 }
 
 static void refused_connections_are_an_error_kind(void **state)
@@ -643,6 +657,27 @@ static void progress_is_one_rewritten_line_on_a_tty_and_plain_lines_otherwise(vo
 	loadgen_script_free(s);
 }
 
+static void scenarios_are_picked_by_weight(void **state)
+{
+	loadgen_script *s = parse(
+		"config:\n  phases: [{duration: 1, arrivalCount: 20}]\n"
+		"scenarios:\n"
+		"  - {name: never, weight: 0, flow: [{get: {url: /after-fail}}]}\n"
+		"  - {name: mostly, weight: 3, flow: [{get: {url: /ping}}]}\n"
+		"  - {name: other, flow: [{get: {url: /ping}}]}\n");
+	reset_counters();
+	loadgen_report *r = run(s, 0);
+	json_t *j = loadgen_report_json(r);
+
+	assert_int_equal(jint(j, "scenarios", "never"), 0);
+	assert_int_equal(jint(j, "scenarios", "mostly") + jint(j, "scenarios", "other"), 20);
+	assert_int_equal(get(&g_after_fail), 0);
+	assert_int_equal(get(&g_pings), 20);
+	json_decref(j);
+	loadgen_report_free(r);
+	loadgen_script_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -657,6 +692,7 @@ int main(void)
 		cmocka_unit_test(verify_traces_reports_complete_and_broken_traces),
 		cmocka_unit_test(verify_traces_gives_up_on_unknown_traces_after_the_wait),
 		cmocka_unit_test(sigint_stops_the_run_with_a_partial_report),
+		cmocka_unit_test(scenarios_are_picked_by_weight),
 		cmocka_unit_test(progress_is_one_rewritten_line_on_a_tty_and_plain_lines_otherwise),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
