@@ -1,9 +1,9 @@
 /*
  * flow — the Amazon States Language engine: parses and validates state
- * machine definitions and runs executions in memory. It owns no storage,
- * no tracing and no function runtime: Task states call a task invoker the
- * caller supplies, and history events go to a caller's callback, so the
- * durable store and the tracer can be layered on without changing the core.
+ * machine definitions and runs executions in memory (the core), and a
+ * durable engine on top (flow_engine: SQLite registry and execution store,
+ * worker threads, timers, tracing, task integrations). It owns no function
+ * runtime and no messaging: those come in as callbacks.
  */
 #ifndef TRACEMART_FLOW_H
 #define TRACEMART_FLOW_H
@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include <tracemart/base.h>
+#include <tracemart/trace.h>
 
 /* AWS Step Functions service limit: 256 KiB per state payload. */
 #define FLOW_PAYLOAD_MAX (256 * 1024)
@@ -106,6 +107,8 @@ typedef enum flow_status {
 
 const char *flow_status_name(flow_status s);
 
+typedef struct flow_execution flow_execution;
+
 typedef struct flow_options {
 	const char *execution_name; /* NULL: a random UUID */
 	const char *role_arn;       /* NULL: a local placeholder */
@@ -118,9 +121,18 @@ typedef struct flow_options {
 	void (*sleep)(void *arg, uint64_t model_ns);
 	void *sleep_arg;
 	size_t max_history;         /* events kept in memory; 0: 25000 */
+	/* Durability hooks. on_checkpoint is called on the running thread
+	 * whenever the position changed in a way worth storing (a state
+	 * entered, a wait or retry delay started, a task about to be
+	 * invoked); flow_execution_checkpoint() reads it. With suspend_waits
+	 * a Wait or retry delay of the outermost branch does not sleep:
+	 * flow_execution_run() returns with status RUNNING and
+	 * flow_execution_suspended_until() set, and the owner restores the
+	 * execution from its checkpoint once the deadline has passed. */
+	void (*on_checkpoint)(void *arg, flow_execution *x);
+	void *checkpoint_arg;
+	bool suspend_waits;
 } flow_options;
-
-typedef struct flow_execution flow_execution;
 
 /*
  * Creates an execution of m on input (borrowed, copied). The machine must
@@ -168,6 +180,138 @@ const json_t *flow_execution_history(const flow_execution *x);
  * will checkpoint to resume after a restart.
  */
 json_t *flow_execution_snapshot(flow_execution *x);
+
+/*
+ * Everything needed to resume: {"executionArn", "name", "context" (the
+ * Execution/StateMachine members of $$), "input", "deadlineNs",
+ * "lastEventId", "frame"} where frame is the outermost frame of the
+ * snapshot ("state", "input", "variables", "enteredEventId", and while
+ * applicable "retryCounts" [per retrier], "waitUntilNs", "taskToken").
+ * Caller owns it. A state inside a Map or Parallel resumes as the whole
+ * Map/Parallel state (its iterations run again).
+ */
+json_t *flow_execution_checkpoint(flow_execution *x);
+/*
+ * Recreates an execution from a checkpoint: flow_execution_run() then
+ * re-enters the checkpointed state without emitting ExecutionStarted or
+ * its Entered event again (event ids continue from lastEventId), waits
+ * until a stored wait deadline, restores retry counters, and invokes a
+ * task that was in flight again (at-least-once).
+ */
+tm_err flow_execution_restore(const flow_machine *m, const json_t *checkpoint,
+			      const flow_options *opts,
+			      flow_execution **out /* OUT */) TM_WARN_UNUSED;
+/* Wall deadline (ns) of the Wait/retry delay the last run suspended at, 0
+ * when it did not suspend. */
+uint64_t flow_execution_suspended_until(const flow_execution *x);
+/* Stops a running execution at the next boundary without ending it (no
+ * terminal event, status stays RUNNING): the owner is shutting down and
+ * will resume it from its last checkpoint. Any thread. */
+void flow_execution_interrupt(flow_execution *x);
+
+/* ---------------------------------------------------------------- engine */
+
+/*
+ * The durable engine: a registry of named state machines and an execution
+ * store in one SQLite file (WAL, one writer connection), executions run on
+ * a bounded pool of worker threads; Waits do not hold a thread (a timer
+ * heap keyed by wall deadline). State is stored at every transition, so
+ * after a restart (flow_engine_open on the same file) running and waiting
+ * executions resume from their last stored position.
+ */
+typedef struct flow_engine flow_engine;
+
+/*
+ * Invokes a runtime function by name. payload_json is the request body;
+ * parent is the Task state's span context (make the invocation its child).
+ * On success return TM_OK with *result_json (malloc'd JSON text; NULL
+ * means null). A function error: return TM_OK with *error (and *cause)
+ * malloc'd. A non-OK return means the invocation itself failed
+ * (TM_ERR_NOT_FOUND: no such function, TM_ERR_BUSY: throttled, …): it
+ * becomes Lambda.ResourceNotFoundException, Lambda.TooManyRequestsException
+ * or Lambda.ServiceException.
+ */
+typedef tm_err (*flow_function_fn)(void *arg, const char *function_name,
+				   const char *payload_json,
+				   const trace_context *parent,
+				   char **result_json /* OUT */,
+				   char **error /* OUT */,
+				   char **cause /* OUT */);
+
+/*
+ * Fabric integrations (the sns:publish, sqs:sendMessage and
+ * events:putEvents service integrations). Each gets the effective task
+ * parameters (borrowed) and the Task span's context, and returns a result
+ * object (the engine takes it) shaped as the AWS API answers, or a non-OK
+ * code mapped to the service's error names (see docs/internals/flow.md).
+ * NULL callbacks fail those tasks with States.TaskFailed.
+ */
+typedef tm_err (*flow_integration_fn)(void *arg, const json_t *parameters,
+				      const trace_context *parent,
+				      json_t **result /* OUT */);
+
+typedef struct flow_engine_config {
+	const char *db_path;        /* SQLite file (created); required */
+	unsigned workers;           /* worker threads; 0: 2 */
+	flow_function_fn invoke;    /* NULL: function tasks fail */
+	void *invoke_arg;
+	flow_integration_fn sns_publish;      /* Parameters: TopicArn, Message, … */
+	flow_integration_fn sqs_send_message; /* QueueUrl, MessageBody, … */
+	flow_integration_fn events_put_events;/* Entries */
+	void *integration_arg;
+	trace_tracer *tracer;       /* NULL: the global tracer */
+	size_t max_executions;      /* active at once; 0: 10000 */
+} flow_engine_config;
+
+void flow_engine_config_init(flow_engine_config *cfg);
+/* Opens (creating) the store, registers the stored machines and resumes
+ * the executions that were running or waiting. Caller owns *out. */
+tm_err flow_engine_open(const flow_engine_config *cfg,
+			flow_engine **out /* OUT */) TM_WARN_UNUSED;
+/* Graceful: interrupts running executions at their next boundary (they
+ * resume on the next open), joins every thread, ends open spans, closes
+ * the database. NULL is fine. */
+void flow_engine_close(flow_engine *e);
+
+/* Registers (or replaces) a machine under name; definition is ASL text.
+ * errors as for flow_machine_parse. */
+tm_err flow_engine_register(flow_engine *e, const char *name, const char *definition,
+			    size_t len, char **errors /* OUT, may be NULL */) TM_WARN_UNUSED;
+
+/*
+ * Starts an execution of machine name with input (JSON text; NULL: {}).
+ * execution_name NULL: a UUID. parent (may be NULL or invalid) makes the
+ * execution span its child; otherwise a `_datadog` object in the input is
+ * extracted. Writes the execution ARN (caller frees) to *arn.
+ * TM_ERR_NOT_FOUND (machine), TM_ERR_EXISTS (name taken), TM_ERR_PARSE,
+ * TM_ERR_LIMIT (max_executions active).
+ */
+tm_err flow_engine_start(flow_engine *e, const char *machine, const char *execution_name,
+			 const char *input, const trace_context *parent,
+			 char **arn /* OUT */) TM_WARN_UNUSED;
+
+/*
+ * Describes an execution as DescribeExecution answers: {"executionArn",
+ * "stateMachineArn", "name", "status", "input", "output"?, "error"?,
+ * "cause"?, "startDate", "stopDate"?} (dates RFC 3339, input/output as
+ * JSON text). Caller owns it.
+ */
+tm_err flow_engine_describe(flow_engine *e, const char *arn,
+			    json_t **out /* OUT */) TM_WARN_UNUSED;
+/* Lists executions (newest first) as [{"executionArn", "name",
+ * "stateMachineArn", "status", "startDate", "stopDate"?}], filtered by
+ * machine and status name when not NULL; at most max (0: 1000). */
+tm_err flow_engine_list(flow_engine *e, const char *machine, const char *status,
+			size_t max, json_t **out /* OUT */) TM_WARN_UNUSED;
+/* The stored history: [{"id", "previousEventId", "timestamp", "type",
+ * …details}] in event order. */
+tm_err flow_engine_history(flow_engine *e, const char *arn,
+			   json_t **out /* OUT */) TM_WARN_UNUSED;
+/* Waits (real time, up to timeout_ms; <0 forever) until the execution is
+ * no longer RUNNING. TM_ERR_TIMEOUT otherwise. */
+tm_err flow_engine_wait(flow_engine *e, const char *arn, int timeout_ms) TM_WARN_UNUSED;
+/* Aborts a running or waiting execution (StopExecution). */
+tm_err flow_engine_stop(flow_engine *e, const char *arn) TM_WARN_UNUSED;
 
 /* -------------------------------------------------------------- helpers */
 

@@ -47,6 +47,22 @@ struct flow_execution {
 	 * (execution, Parallel branch, Map iteration), innermost last. This
 	 * is what a durable store checkpoints (flow_execution_snapshot). */
 	json_t *frames;
+	/* Durability: a restored execution re-enters resume's state (its
+	 * Entered event is already in the history); suspended_until is the
+	 * wall deadline of the Wait it stopped at when opts.suspend_waits. */
+	json_t *resume;
+	bool restored;
+	bool resuming;         /* the next state entered is resume's */
+	bool interrupted;
+	uint64_t suspended_until;
+};
+
+/* What a resumed state takes over from its checkpointed frame. */
+struct resume {
+	bool active;
+	uint64_t entered_id;
+	uint64_t wait_until;   /* wall ns; 0: none */
+	json_t *counts;        /* retry counters per retrier, or NULL */
 };
 
 /* Terminal errors: no Retry or Catch applies (States Language, "Errors"). */
@@ -124,18 +140,48 @@ static uint64_t cap_deadline(const flow_execution *x, uint64_t d)
 
 static void frame_set(flow_execution *x, const char *key, json_t *value);
 
-/* Sleeps model time; wakes early on abort. */
-static void sleep_model(flow_execution *x, uint64_t model_ns)
+static size_t frame_depth(flow_execution *x)
 {
-	uint64_t deadline = tm_clock_deadline_ns(model_ns);
+	pthread_mutex_lock(&x->mu);
+	size_t n = json_array_size(x->frames);
+	pthread_mutex_unlock(&x->mu);
+	return n;
+}
+
+static void checkpoint(flow_execution *x)
+{
+	if (x->opts.on_checkpoint)
+		x->opts.on_checkpoint(x->opts.checkpoint_arg, x);
+}
+
+/*
+ * Sleeps model time (or until resume_until, a wall deadline restored from
+ * a checkpoint); wakes early on abort. Returns true when, instead of
+ * sleeping, the execution suspends: opts.suspend_waits and an outermost
+ * frame, so the caller unwinds and the owner re-runs it from its
+ * checkpoint once the deadline has passed.
+ */
+static bool sleep_model(flow_execution *x, uint64_t model_ns, uint64_t resume_until)
+{
+	uint64_t deadline = resume_until ? resume_until : tm_clock_deadline_ns(model_ns);
 	/* a durable store resumes a wait from this wall-clock deadline */
 	frame_set(x, "waitUntilNs", json_integer((json_int_t)deadline));
-	if (x->opts.sleep) {
+	if (x->opts.sleep && !resume_until) {
+		checkpoint(x);
 		x->opts.sleep(x->opts.sleep_arg, model_ns);
 		frame_set(x, "waitUntilNs", NULL);
-		return;
+		return false;
 	}
+	if (tm_clock_wall_ns() >= cap_deadline(x, deadline)) {
+		frame_set(x, "waitUntilNs", NULL);
+		return false;
+	}
+	checkpoint(x);
 	deadline = cap_deadline(x, deadline);
+	if (x->opts.suspend_waits && !x->opts.sleep && frame_depth(x) == 1) {
+		x->suspended_until = deadline;
+		return true;
+	}
 	pthread_mutex_lock(&x->mu);
 	while (!x->abort) {
 		uint64_t now = tm_clock_wall_ns();
@@ -147,6 +193,64 @@ static void sleep_model(flow_execution *x, uint64_t model_ns)
 	}
 	pthread_mutex_unlock(&x->mu);
 	frame_set(x, "waitUntilNs", NULL);
+	return false;
+}
+
+/*
+ * Enters a state: emits its Entered event — or, for the first state of a
+ * restored execution, takes over the checkpointed frame instead (the
+ * event is already in the stored history).
+ */
+static uint64_t enter_state(flow_execution *x, const char *type, const char *name,
+			    const json_t *raw, struct resume *r)
+{
+	char ev[64];
+	uint64_t id;
+
+	memset(r, 0, sizeof *r);
+	if (x->resuming) {
+		x->resuming = false;
+		r->active = true;
+		id = (uint64_t)tm_json_int(x->resume, "enteredEventId", 0);
+		r->entered_id = id;
+		r->wait_until = (uint64_t)tm_json_int(x->resume, "waitUntilNs", 0);
+		r->counts = json_object_get(x->resume, "retryCounts");
+		if (!json_is_array(r->counts))
+			r->counts = NULL;
+	} else {
+		snprintf(ev, sizeof ev, "%sStateEntered", type);
+		id = emit(x, ev, details_io(name, "input", raw));
+	}
+	frame_set(x, "enteredEventId", json_integer((json_int_t)id));
+	checkpoint(x);
+	return id;
+}
+
+/* Restores retry counters; returns the attempt number they add up to. */
+static unsigned restore_counts(const struct resume *r, unsigned *counts, size_t n)
+{
+	unsigned attempt = 0;
+	size_t i;
+	json_t *c;
+	json_array_foreach(r->counts, i, c) {
+		if (i < n && json_is_integer(c)) {
+			counts[i] = (unsigned)json_integer_value(c);
+			attempt += counts[i];
+		}
+	}
+	return attempt;
+}
+
+static json_t *counts_json(const unsigned *counts, size_t n)
+{
+	json_t *a = json_array();
+	size_t last = 0;
+	for (size_t i = 0; i < n; i++)
+		if (counts[i])
+			last = i + 1;
+	for (size_t i = 0; i < last; i++)
+		json_array_append_new(a, json_integer(counts[i]));
+	return a;
 }
 
 
@@ -597,6 +701,9 @@ static json_t *run_task(flow_execution *x, const char *name, const json_t *st,
 		return NULL;
 	}
 	emit(x, "TaskStarted", json_pack("{s:s}", "resource", resource ? resource : ""));
+	/* a durable owner stores the position before the work starts: after a
+	 * restart the task is invoked again (at-least-once) */
+	checkpoint(x);
 	struct pending *pd = NULL;
 	if (resource && strstr(resource, ".waitForTaskToken")) {
 		/* register before invoking so an immediate callback is not lost */
@@ -790,9 +897,9 @@ static int run_state(flow_execution *x, const char *name, const json_t *st,
 	json_t *pending_vars = NULL; /* Assign values, committed on success */
 	flow__env env = {.context = ctx, .scope = scope};
 	int rc = -1;
+	struct resume rs;
 
-	snprintf(ev, sizeof ev, "%sStateEntered", type);
-	uint64_t entered = emit(x, ev, details_io(name, "input", raw));
+	uint64_t entered = enter_state(x, type, name, raw, &rs);
 	s->next = json_string_value(json_object_get(st, "Next"));
 	s->succeed_end = false;
 
@@ -928,8 +1035,10 @@ static int run_state(flow_execution *x, const char *name, const json_t *st,
 		if (json_object_get(st, "Assign") &&
 		    !(pending_vars = flow__template_apply(json_object_get(st, "Assign"), &env, f)))
 			goto fail_state;
-		if (wait_ns)
-			sleep_model(x, wait_ns);
+		if ((wait_ns || rs.wait_until) && sleep_model(x, wait_ns, rs.wait_until)) {
+			rc = -4;
+			goto out;
+		}
 		if (aborted(x)) {
 			rc = -2;
 			goto out;
@@ -954,6 +1063,16 @@ static int run_state(flow_execution *x, const char *name, const json_t *st,
 	}
 	json_t *retry = json_object_get(st, "Retry");
 	unsigned counts[64] = {0}, attempt = 0;
+	bool suspended = false;
+	if (rs.counts) {
+		attempt = restore_counts(&rs, counts, TM_ARRAY_LEN(counts));
+		json_object_set_new(json_object_get(ctx, "State"), "RetryCount", json_integer(attempt));
+		frame_set(x, "retryCounts", counts_json(counts, TM_ARRAY_LEN(counts)));
+	}
+	if (rs.wait_until && sleep_model(x, 0, rs.wait_until)) {
+		rc = -4;
+		goto out;
+	}
 	for (;;) {
 		if (!strcmp(type, "Pass")) {
 			json_t *r = json_object_get(st, "Result");
@@ -992,17 +1111,19 @@ static int run_state(flow_execution *x, const char *name, const json_t *st,
 				attempt++;
 				json_object_set_new(json_object_get(ctx, "State"), "RetryCount",
 						    json_integer(attempt));
-				frame_set(x, "retryCounts", json_pack("{s:I,s:I}", "retrier",
-								      (json_int_t)i, "count",
-								      (json_int_t)counts[i]));
-				sleep_model(x, (uint64_t)(d * 1e9));
-				again = !aborted(x);
+				frame_set(x, "retryCounts", counts_json(counts, TM_ARRAY_LEN(counts)));
+				suspended = sleep_model(x, (uint64_t)(d * 1e9), 0);
+				again = !suspended && !aborted(x);
 			}
 			break;
 		}
 		if (!again)
 			break;
 		flow__fail_clear(f);
+	}
+	if (suspended) {
+		rc = -4;
+		goto out;
 	}
 	if (!result) {
 		if (aborted(x)) {
@@ -1209,9 +1330,9 @@ static int run_state_jsonata(flow_execution *x, const char *name, const json_t *
 	const json_t *out_tmpl = json_object_get(st, "Output");
 	const json_t *assign = json_object_get(st, "Assign");
 	int rc = -1;
+	struct resume rs;
 
-	snprintf(ev, sizeof ev, "%sStateEntered", type);
-	uint64_t entered = emit(x, ev, details_io(name, "input", raw));
+	uint64_t entered = enter_state(x, type, name, raw, &rs);
 	s->next = json_string_value(json_object_get(st, "Next"));
 	s->succeed_end = false;
 
@@ -1305,8 +1426,10 @@ static int run_state_jsonata(flow_execution *x, const char *name, const json_t *
 			int64_t now = (int64_t)tm_clock_wall_ns();
 			wait_ns = when > now ? (uint64_t)((double)(when - now) * tm_clock_scale()) : 0;
 		}
-		if (wait_ns)
-			sleep_model(x, wait_ns);
+		if ((wait_ns || rs.wait_until) && sleep_model(x, wait_ns, rs.wait_until)) {
+			rc = -4;
+			goto out;
+		}
 		if (aborted(x)) {
 			rc = -2;
 			goto out;
@@ -1322,7 +1445,16 @@ static int run_state_jsonata(flow_execution *x, const char *name, const json_t *
 	/* Task, Parallel, Map: Arguments → work (with Retry) → Output */
 	json_t *retry = json_object_get(st, "Retry");
 	unsigned counts[64] = {0}, attempt = 0;
+	bool suspended = false;
 	json_t *items = NULL;
+	if (rs.counts) {
+		attempt = restore_counts(&rs, counts, TM_ARRAY_LEN(counts));
+		frame_set(x, "retryCounts", counts_json(counts, TM_ARRAY_LEN(counts)));
+	}
+	if (rs.wait_until && sleep_model(x, 0, rs.wait_until)) {
+		rc = -4;
+		goto out;
+	}
 	if (!strcmp(type, "Map")) {
 		if (json_object_get(st, "Items")) {
 			items = ja_field(st, "Items", NULL, &env, f);
@@ -1379,8 +1511,9 @@ static int run_state_jsonata(flow_execution *x, const char *name, const json_t *
 					d *= tm_rand_double();
 				counts[i]++;
 				attempt++;
-				sleep_model(x, (uint64_t)(d * 1e9));
-				again = !aborted(x);
+				frame_set(x, "retryCounts", counts_json(counts, TM_ARRAY_LEN(counts)));
+				suspended = sleep_model(x, (uint64_t)(d * 1e9), 0);
+				again = !suspended && !aborted(x);
 			}
 			break;
 		}
@@ -1389,6 +1522,10 @@ static int run_state_jsonata(flow_execution *x, const char *name, const json_t *
 		flow__fail_clear(f);
 	}
 	json_decref(items);
+	if (suspended) {
+		rc = -4;
+		goto out;
+	}
 	if (!result) {
 		if (aborted(x)) {
 			rc = -2;
@@ -1475,6 +1612,25 @@ static int run_states(flow_execution *x, const json_t *machine, const json_t *in
 	int rc = 0;
 	size_t transitions = 0;
 
+	if (x->restored && !parent && x->resume) {
+		/* a restored execution: re-enter the checkpointed state with its
+		 * input and variables */
+		x->restored = false;
+		x->resuming = true;
+		cur = tm_json_str(x->resume, "state");
+		json_decref(in);
+		in = json_deep_copy(json_object_get(x->resume, "input"));
+		if (json_is_object(json_object_get(x->resume, "variables")))
+			json_object_update(scope.vars, json_object_get(x->resume, "variables"));
+		if (!cur || !json_object_get(states, cur) || !in) {
+			flow__fail_set(f, "States.Runtime", "the checkpoint names no state of the machine");
+			json_decref(in);
+			json_decref(scope.vars);
+			json_decref(frame);
+			return -1;
+		}
+	}
+
 	/* the frame shares the variables object: a snapshot copies it */
 	json_object_set(frame, "variables", scope.vars);
 	frame_push(x, frame);
@@ -1482,6 +1638,9 @@ static int run_states(flow_execution *x, const json_t *machine, const json_t *in
 		frame_set(x, "state", json_string(cur));
 		/* states never modify their input, so a reference is enough */
 		frame_set(x, "input", json_incref(in));
+		frame_set(x, "retryCounts", NULL);
+		frame_set(x, "waitUntilNs", NULL);
+		frame_set(x, "enteredEventId", NULL);
 		if (aborted(x)) {
 			rc = -2;
 			break;
@@ -1570,6 +1729,7 @@ void flow_execution_free(flow_execution *x)
 	json_decref(x->output);
 	json_decref(x->history);
 	json_decref(x->frames);
+	json_decref(x->resume);
 	free(x->name);
 	free(x->arn);
 	free(x->error);
@@ -1585,20 +1745,29 @@ tm_err flow_execution_run(flow_execution *x)
 	json_t *out = NULL;
 	char *in = flow_json_dump(x->input);
 
-	emit(x, "ExecutionStarted", json_pack("{s:s,s:s}", "input", in ? in : "{}",
-					      "roleArn", json_string_value(json_object_get(
-						      json_object_get(x->ctx_base, "Execution"),
-						      "RoleArn"))));
+	x->suspended_until = 0;
+	if (!x->resume) {
+		emit(x, "ExecutionStarted", json_pack("{s:s,s:s}", "input", in ? in : "{}",
+						      "roleArn", json_string_value(json_object_get(
+							      json_object_get(x->ctx_base, "Execution"),
+							      "RoleArn"))));
+		json_t *ts = json_object_get(flow_machine_definition(x->m), "TimeoutSeconds");
+		if (json_is_integer(ts) && json_integer_value(ts) > 0)
+			x->deadline_ns = tm_clock_deadline_ns((uint64_t)json_integer_value(ts) * TM_NS_PER_S);
+	}
 	free(in);
-	json_t *ts = json_object_get(flow_machine_definition(x->m), "TimeoutSeconds");
-	if (json_is_integer(ts) && json_integer_value(ts) > 0)
-		x->deadline_ns = tm_clock_deadline_ns((uint64_t)json_integer_value(ts) * TM_NS_PER_S);
 	int rc;
 	if (!check_size("Execution input", x->input, &f))
 		rc = -1;
 	else
 		rc = run_states(x, flow_machine_definition(x->m), x->input, NULL, &out, &f,
 				json_object());
+	if (rc == -4 || (rc == -2 && x->interrupted && !x->timed_out)) {
+		/* suspended at a Wait or interrupted: no terminal event, the
+		 * owner resumes from the last checkpoint */
+		flow__fail_clear(&f);
+		return TM_OK;
+	}
 	if (rc == 0) {
 		char *s = flow_json_dump(out);
 		x->output = out;
@@ -1628,6 +1797,66 @@ tm_err flow_execution_run(flow_execution *x)
 		emit(x, "ExecutionFailed", json_pack("{s:s?,s:s?}", "error", x->error,
 						     "cause", x->cause));
 	}
+	return TM_OK;
+}
+
+void flow_execution_interrupt(flow_execution *x)
+{
+	pthread_mutex_lock(&x->mu);
+	x->abort = true;
+	x->interrupted = true;
+	pthread_cond_broadcast(&x->cv);
+	pthread_mutex_unlock(&x->mu);
+}
+
+uint64_t flow_execution_suspended_until(const flow_execution *x)
+{
+	return x->status == FLOW_RUNNING ? x->suspended_until : 0;
+}
+
+json_t *flow_execution_checkpoint(flow_execution *x)
+{
+	pthread_mutex_lock(&x->mu);
+	json_t *frame = json_array_get(x->frames, 0);
+	json_t *r = json_pack("{s:s,s:s,s:O,s:O,s:I,s:I,s:O?}", "executionArn", x->arn,
+			      "name", x->name, "context", x->ctx_base, "input", x->input,
+			      "deadlineNs", (json_int_t)x->deadline_ns,
+			      "lastEventId", (json_int_t)x->last_event, "frame", frame);
+	json_t *copy = r ? json_deep_copy(r) : NULL;
+	pthread_mutex_unlock(&x->mu);
+	json_decref(r);
+	return copy;
+}
+
+tm_err flow_execution_restore(const flow_machine *m, const json_t *ckpt,
+			      const flow_options *opts, flow_execution **out)
+{
+	flow_execution *x = NULL;
+	flow_options o = opts ? *opts : (flow_options){0};
+	const json_t *frame = json_object_get(ckpt, "frame");
+	const json_t *ctx = json_object_get(ckpt, "context");
+
+	*out = NULL;
+	if (!json_is_object(frame) || !tm_json_str(frame, "state") || !json_is_object(ctx) ||
+	    !tm_json_str(ckpt, "name"))
+		return TM_ERR_INVALID;
+	o.execution_name = tm_json_str(ckpt, "name");
+	tm_err err = flow_execution_new(m, json_object_get(ckpt, "input"), &o, &x);
+	if (err)
+		return err;
+	json_decref(x->ctx_base);
+	x->ctx_base = json_deep_copy(ctx);
+	x->resume = json_deep_copy(frame);
+	x->restored = true;
+	x->deadline_ns = (uint64_t)tm_json_int(ckpt, "deadlineNs", 0);
+	x->last_event = (uint64_t)tm_json_int(ckpt, "lastEventId", 0);
+	/* task tokens are "<arn>:<seq>": start past every earlier one */
+	x->task_seq = x->last_event;
+	if (!x->ctx_base || !x->resume) {
+		flow_execution_free(x);
+		return TM_ERR_NOMEM;
+	}
+	*out = x;
 	return TM_OK;
 }
 
