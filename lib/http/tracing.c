@@ -357,7 +357,17 @@ static void server_request_attrs(trace_span *span, const http_request *req,
 	if (v)
 		a[n++] = TRACE_ATTR_S("user_agent.original", v);
 	(void)http_request_body(req, &body_len);
-	if (body_len || http_request_header(req, "Content-Length"))
+	v = http_request_header(req, "Content-Length");
+	if (!body_len && v) {
+		/* A refused body (413) was never kept: its declared size
+		 * is the best the span can say. */
+		char *e;
+		unsigned long long cl = strtoull(v, &e, 10);
+
+		if (e != v && !*e && cl <= INT64_MAX)
+			body_len = (size_t)cl;
+	}
+	if (body_len || v)
 		a[n++] = TRACE_ATTR_I("http.request.body.size", (int64_t)body_len);
 
 	tm_buf_init(&query, QUERY_MAX);

@@ -734,6 +734,28 @@ static void request_body_size_is_recorded(void **state)
 	assert_attr(s, "http.request.body.size", "12");
 }
 
+static void refused_body_reports_its_declared_size(void **state)
+{
+	size_t big = 2 * HTTP_DEFAULT_MAX_BODY;
+	char url[256], *body = malloc(big + 1);
+	struct reply r;
+	const struct cap_span *s;
+	char want[32];
+
+	(void)state;
+	assert_non_null(body);
+	memset(body, 'x', big);
+	body[big] = '\0';
+	url_of(url, sizeof(url), g_a, "/hop");
+	request("POST", url, NULL, body, &r);
+	free(body);
+	assert_int_equal(r.status, 413);
+	s = span_named("POST"); /* refused before routing: no route */
+	snprintf(want, sizeof(want), "%zu", big);
+	assert_attr(s, "http.request.body.size", want);
+	assert_int_equal(s->status, TRACE_STATUS_UNSET);
+}
+
 static void traced_client_links_two_servers_into_one_trace(void **state)
 {
 	char url[256], hdr[128], leaf_url[128], port[16];
@@ -923,6 +945,7 @@ int main(void)
 		cmocka_unit_test_setup(concurrent_requests_keep_their_own_context, reset),
 		cmocka_unit_test_setup(unknown_method_is_reported_as_other, reset),
 		cmocka_unit_test_setup(request_body_size_is_recorded, reset),
+		cmocka_unit_test_setup(refused_body_reports_its_declared_size, reset),
 		cmocka_unit_test_setup(traced_client_links_two_servers_into_one_trace, reset),
 		cmocka_unit_test_setup(traced_client_injects_every_default_format_and_replaces_stale_headers, reset),
 		cmocka_unit_test_setup(traced_client_marks_failures_and_refuses_other_schemes, reset),
