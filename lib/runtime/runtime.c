@@ -172,7 +172,12 @@ void rt__job_run(rt__job *job, runtime_result *out, bool keep)
 			break;
 		if (drain && drain < until)
 			until = drain;
-		if (now >= until) {
+		/* An idle worker is about to take the job: only a pool with
+		 * every worker busy throttles (at a high clock scale the
+		 * timeout can be shorter than a thread wake-up). */
+		if (now >= until && job->state == JOB_QUEUED && fn->idle && !(drain && now >= drain))
+			until = now + 10 * TM_NS_PER_MS;
+		else if (now >= until) {
 			job->abandoned = true;
 			job->cancelled = true;
 			if (drain && now >= drain)
@@ -222,8 +227,10 @@ static void *worker_main(void *arg)
 	for (;;) {
 		rt__job *job;
 
+		fn->idle++;
 		while (!fn->head && !fn->stopping)
 			pthread_cond_wait(&fn->cond, &fn->mu);
+		fn->idle--;
 		if (!fn->head)
 			break;
 		job = fn->head;

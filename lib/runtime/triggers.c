@@ -30,13 +30,19 @@ static size_t ngates;
 static pthread_mutex_t gates_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t gates_cond = PTHREAD_COND_INITIALIZER;
 
-/* Last ":"-or-"/"-separated name of an ARN's resource part:
- * "arn:aws:sns:r:a:topic:uuid" → "topic", "arn:aws:events:r:a:rule/name" → "name". */
-static void destination_of(const char *arn, bool sns, char *out, size_t size)
+/*
+ * The destination a delivery came through, from the source ARN:
+ * "arn:aws:sns:r:a:TOPIC:uuid" → TOPIC; a rule ARN
+ * "arn:aws:events:r:a:rule/[BUS/]NAME" → BUS ("default" when absent), the
+ * rule's name going to *rule. Pairs with the producer's `send <dest>`.
+ */
+static void destination_of(const char *arn, bool sns, char *out, size_t size, char *rule,
+			   size_t rsize)
 {
 	const char *p = arn ? arn : "";
 	int colons = 0;
 
+	rule[0] = '\0';
 	while (*p && colons < 5)
 		if (*p++ == ':')
 			colons++;
@@ -45,15 +51,21 @@ static void destination_of(const char *arn, bool sns, char *out, size_t size)
 		snprintf(out, size, "%.*s", (int)(end ? (size_t)(end - p) : strlen(p)), p);
 		return;
 	}
+	if (!strncmp(p, "rule/", 5))
+		p += 5;
 	const char *slash = strrchr(p, '/');
-	snprintf(out, size, "%s", slash ? slash + 1 : p);
+	snprintf(rule, rsize, "%s", slash ? slash + 1 : p);
+	if (slash)
+		snprintf(out, size, "%.*s", (int)(slash - p), p);
+	else
+		snprintf(out, size, "%s", "default");
 }
 
 static tm_err deliver(runtime *rt, const fabric_invocation *fi)
 {
 	rt__function *fn = rt__function_find(rt, fi->function);
 	json_t *event = NULL;
-	char errmsg[160], dest[FABRIC_ARN_MAX], name[FABRIC_ARN_MAX + 16];
+	char errmsg[160], dest[FABRIC_ARN_MAX], name[FABRIC_ARN_MAX + 16], rule[FABRIC_ARN_MAX];
 	const char *msg_id = NULL;
 	bool sns;
 	runtime_result res;
@@ -74,10 +86,10 @@ static tm_err deliver(runtime *rt, const fabric_invocation *fi)
 		msg_id = tm_json_str(json_object_get(rec0, "Sns"), "MessageId");
 	else
 		msg_id = tm_json_str(event, "id");
-	destination_of(fi->source_arn, sns, dest, sizeof dest);
+	destination_of(fi->source_arn, sns, dest, sizeof dest, rule, sizeof rule);
 	snprintf(name, sizeof name, "process %s", dest);
 
-	trace_attr attrs[12];
+	trace_attr attrs[14];
 	size_t na = 0;
 	attrs[na++] = TRACE_ATTR_S("messaging.system", sns ? "aws_sns" : "aws_eventbridge");
 	attrs[na++] = TRACE_ATTR_S("messaging.destination.name", dest);
@@ -88,6 +100,8 @@ static tm_err deliver(runtime *rt, const fabric_invocation *fi)
 	attrs[na++] = TRACE_ATTR_I("tracemart.delivery_count", fi->attempt);
 	attrs[na++] = TRACE_ATTR_I("tracemart.max_attempts", fi->max_attempts);
 	attrs[na++] = TRACE_ATTR_S("tracemart.source_arn", fi->source_arn ? fi->source_arn : "");
+	if (rule[0])
+		attrs[na++] = TRACE_ATTR_S("tracemart.rule", rule);
 	attrs[na++] = TRACE_ATTR_S("faas.trigger", "pubsub");
 	attrs[na++] = TRACE_ATTR_S("faas.name", fn->name);
 	attrs[na++] = TRACE_ATTR_S("cloud.resource_id", fn->arn);

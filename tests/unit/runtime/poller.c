@@ -5,6 +5,9 @@
  */
 #include "helpers.h"
 
+/* Visibility far longer than any test: no redelivery unless failed. */
+#define LONG_VIS (12 * 3600 * 1000ULL)
+
 static void add_mapping(fixture *fx, const char *queue, const char *fn, unsigned batch,
 			uint64_t window_ms, unsigned conc, bool partial)
 {
@@ -30,8 +33,8 @@ static void messages_sent_one_by_one_within_the_window_arrive_as_one_batch(void 
 	 * sends take; a full batch ends the window early. */
 	fixture_open(&fx, 100.0);
 	recorder_init(&r, REC_OK);
-	make_queue(&fx, "orders", 30000, NULL, 0);
-	register_fn(&fx, "consume", &r, 2, 10000, RUNTIME_TRACE_PARENT);
+	make_queue(&fx, "orders", LONG_VIS, NULL, 0);
+	register_fn(&fx, "consume", &r, 2, RUNTIME_TIMEOUT_MAX_MS, RUNTIME_TRACE_PARENT);
 	add_mapping(&fx, "orders", "consume", 5, RUNTIME_BATCH_WINDOW_MAX_MS, 2, false);
 	for (int i = 0; i < 5; i++) {
 		char body[16];
@@ -73,7 +76,7 @@ static void batches_never_exceed_the_batch_size(void **state)
 
 	fixture_open(&fx, 1000.0);
 	recorder_init(&r, REC_OK);
-	make_queue(&fx, "bulk", 30000, NULL, 0);
+	make_queue(&fx, "bulk", LONG_VIS, NULL, 0);
 	for (int k = 0; k < 3; k++) {
 		for (int j = 0; j < 10; j++) {
 			snprintf(ids[j], sizeof ids[j], "e%d", j);
@@ -81,7 +84,7 @@ static void batches_never_exceed_the_batch_size(void **state)
 		}
 		assert_int_equal(fabric_queue_send_batch(fx.fab, "bulk", e, 10, res), TM_OK);
 	}
-	register_fn(&fx, "consume", &r, 2, 10000, RUNTIME_TRACE_PARENT);
+	register_fn(&fx, "consume", &r, 2, RUNTIME_TIMEOUT_MAX_MS, RUNTIME_TRACE_PARENT);
 	add_mapping(&fx, "bulk", "consume", 4, 1000, 2, false);
 	WAIT_FOR(recorder_records(&r) >= 30 && queue_total(&fx, "bulk") == 0);
 	assert_int_equal(recorder_records(&r), 30);
@@ -99,10 +102,10 @@ static void concurrent_invocations_never_exceed_max_concurrency(void **state)
 
 	fixture_open(&fx, 1000.0);
 	recorder_init(&r, REC_SLEEP);
-	r.sleep_ms = 200;
-	make_queue(&fx, "busy", 30000, NULL, 0);
+	r.sleep_ms = 20000;
+	make_queue(&fx, "busy", LONG_VIS, NULL, 0);
 	/* Eight workers: only the mapping's limit can hold it to two. */
-	register_fn(&fx, "consume", &r, 8, 10000, RUNTIME_TRACE_PARENT);
+	register_fn(&fx, "consume", &r, 8, RUNTIME_TIMEOUT_MAX_MS, RUNTIME_TRACE_PARENT);
 	add_mapping(&fx, "busy", "consume", 1, 0, 2, false);
 	for (int i = 0; i < 12; i++)
 		send_body(&fx, "busy", "work");
@@ -150,10 +153,10 @@ static void only_reported_batch_item_failures_are_redelivered(void **state)
 	recorder r;
 	const char *b[10];
 
-	fixture_open(&fx, 1000.0);
+	fixture_open(&fx, 100.0);
 	recorder_init(&r, REC_PARTIAL_FIRST);
-	make_queue(&fx, "partial", 2000, NULL, 0);
-	register_fn(&fx, "consume", &r, 1, 10000, RUNTIME_TRACE_PARENT);
+	make_queue(&fx, "partial", 20000, NULL, 0);
+	register_fn(&fx, "consume", &r, 1, RUNTIME_TIMEOUT_MAX_MS, RUNTIME_TRACE_PARENT);
 	send_body(&fx, "partial", "ok-1");
 	send_body(&fx, "partial", "fail-1");
 	send_body(&fx, "partial", "ok-2");
@@ -179,10 +182,10 @@ static void a_function_error_fails_the_whole_batch(void **state)
 	fixture fx;
 	recorder r;
 
-	fixture_open(&fx, 1000.0);
+	fixture_open(&fx, 100.0);
 	recorder_init(&r, REC_FAIL_FIRST);
-	make_queue(&fx, "errors", 2000, NULL, 0);
-	register_fn(&fx, "consume", &r, 1, 10000, RUNTIME_TRACE_PARENT);
+	make_queue(&fx, "errors", 20000, NULL, 0);
+	register_fn(&fx, "consume", &r, 1, RUNTIME_TIMEOUT_MAX_MS, RUNTIME_TRACE_PARENT);
 	send_body(&fx, "errors", "a");
 	send_body(&fx, "errors", "b");
 	send_body(&fx, "errors", "c");
@@ -207,10 +210,10 @@ static void a_malformed_batch_response_fails_the_whole_batch(void **state)
 	fixture fx;
 	recorder r;
 
-	fixture_open(&fx, 1000.0);
+	fixture_open(&fx, 100.0);
 	recorder_init(&r, REC_MALFORMED_FIRST);
-	make_queue(&fx, "malformed", 2000, NULL, 0);
-	register_fn(&fx, "consume", &r, 1, 10000, RUNTIME_TRACE_PARENT);
+	make_queue(&fx, "malformed", 20000, NULL, 0);
+	register_fn(&fx, "consume", &r, 1, RUNTIME_TIMEOUT_MAX_MS, RUNTIME_TRACE_PARENT);
 	send_body(&fx, "malformed", "a");
 	send_body(&fx, "malformed", "b");
 	add_mapping(&fx, "malformed", "consume", 10, 0, 1, true);
@@ -227,11 +230,11 @@ static void a_message_failing_max_receive_count_times_lands_in_the_dlq(void **st
 	fixture fx;
 	recorder r;
 
-	fixture_open(&fx, 1000.0);
+	fixture_open(&fx, 100.0);
 	recorder_init(&r, REC_FAIL);
 	make_queue(&fx, "poison-dlq", 30000, NULL, 0);
-	make_queue(&fx, "poison", 1000, "poison-dlq", 3);
-	register_fn(&fx, "consume", &r, 1, 10000, RUNTIME_TRACE_PARENT);
+	make_queue(&fx, "poison", 2000, "poison-dlq", 3);
+	register_fn(&fx, "consume", &r, 1, RUNTIME_TIMEOUT_MAX_MS, RUNTIME_TRACE_PARENT);
 	add_mapping(&fx, "poison", "consume", 1, 0, 1, false);
 	send_body(&fx, "poison", "BROKENWIDGET");
 	WAIT_FOR(queue_total(&fx, "poison-dlq") == 1 && queue_total(&fx, "poison") == 0);
