@@ -12,6 +12,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include <curl/curl.h>
+
 #include <tracemart/http.h>
 
 #include "internal.h"
@@ -290,6 +292,37 @@ bool loadgen_trace_check(const json_t *trace, const loadgen_trace_shape *shape,
 
 /* ------------------------------------------------------------ verify */
 
+static size_t on_body(char *p, size_t size, size_t nmemb, void *arg)
+{
+	return tm_buf_append(arg, p, size * nmemb) == TM_OK ? size * nmemb : 0;
+}
+
+/*
+ * One GET on a reused easy handle, so thousands of traces cost one
+ * keep-alive connection rather than one connection (and one TIME_WAIT
+ * port) each, as a fresh client per request would.
+ */
+static bool fetch(CURL *e, const char *url, long timeout_ms, tm_buf *body,
+		  unsigned *status)
+{
+	long code = 0;
+
+	tm_buf_reset(body);
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, body);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "tracemart-load/" TRACEMART_VERSION);
+	*status = 0;
+	if (curl_easy_perform(e) != CURLE_OK)
+		return false;
+	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
+	*status = (unsigned)code;
+	return true;
+}
+
 enum tstate { T_PENDING, T_COMPLETE, T_BROKEN, T_MISSING };
 
 tm_err loadgen_verify_traces(loadgen_report *r, const loadgen_verify_options *o)
@@ -300,6 +333,7 @@ tm_err loadgen_verify_traces(loadgen_report *r, const loadgen_verify_options *o)
 	char base[512];
 	char **last = NULL;
 	enum tstate *st = NULL;
+	CURL *easy = NULL;
 
 	if (!o->collector || !*o->collector)
 		return TM_ERR_INVALID;
@@ -326,6 +360,12 @@ tm_err loadgen_verify_traces(loadgen_report *r, const loadgen_verify_options *o)
 	long tmo = o->request_timeout_ms > 0 ? o->request_timeout_ms : 5000;
 	uint64_t deadline = tm_clock_mono_ns() + tm_clock_scaled_ns((uint64_t)(wait_s * 1e9));
 	tm_buf body, probs;
+	http_client_global_init();
+	easy = curl_easy_init();
+	if (!easy) {
+		err = TM_ERR_NOMEM;
+		goto out;
+	}
 	tm_buf_init(&body, TRACE_BODY_MAX);
 	tm_buf_init(&probs, 4096);
 	for (;;) {
@@ -339,7 +379,7 @@ tm_err loadgen_verify_traces(loadgen_report *r, const loadgen_verify_options *o)
 			tm_buf_reset(&body);
 			tm_buf_reset(&probs);
 			json_t *doc = NULL;
-			if (http_client_request("GET", url, NULL, NULL, 0, tmo, &status, &body) == TM_OK &&
+			if (fetch(easy, url, tmo, &body, &status) &&
 			    status == 200 &&
 			    tm_json_parse(body.data, body.len, &doc, NULL, 0) == TM_OK) {
 				bool complete = loadgen_trace_check(doc, shape, &probs);
@@ -402,6 +442,8 @@ tm_err loadgen_verify_traces(loadgen_report *r, const loadgen_verify_options *o)
 	r->verified = true;
 	snprintf(r->collector, sizeof r->collector, "%s", base);
 out:
+	if (easy)
+		curl_easy_cleanup(easy);
 	for (size_t i = 0; last && i < n; i++)
 		free(last[i]);
 	free(last);
