@@ -1031,6 +1031,8 @@ static tm_err sq_receive(fabric_backend *b, const char *queue, size_t max, uint6
 	uint64_t expired[64];
 	size_t nexp = 0, n = 0, ndead = 0, nmv = 0;
 	rv_entry rv[FABRIC_BATCH_MAX];
+	mrec *taken[FABRIC_BATCH_MAX];
+	size_t ntaken = 0;
 	mv_entry mv[DEAD_MAX];
 	dead *deads = NULL;
 	tm_err err = TM_OK;
@@ -1102,7 +1104,11 @@ static tm_err sq_receive(fabric_backend *b, const char *queue, size_t max, uint6
 				r->token = tm_rand_u64();
 			while (!r->token);
 			r->visible_ns = tm_clock_deadline_ns(vis * TM_NS_PER_MS);
-			heap_fix(q, r);
+			/* Out of the heap until the call ends: with a zero
+			 * visibility timeout it would otherwise come straight
+			 * back and be returned twice in one response. */
+			heap_remove(q, r);
+			taken[ntaken++] = r;
 			if ((err = copy_out(s, r, &out[n], true))) {
 				/* Stays in flight; redelivered after the timeout. */
 				break;
@@ -1137,6 +1143,8 @@ static tm_err sq_receive(fabric_backend *b, const char *queue, size_t max, uint6
 			break;
 		}
 	}
+	for (size_t i = 0; i < ntaken; i++)
+		(void)heap_push(q, taken[i]); /* room: they were just removed */
 unlock:
 	pthread_mutex_unlock(&s->mu);
 

@@ -86,6 +86,29 @@ static void queue_moves_message_to_dlq_after_max_receive_count_receives(void **s
 	fabric_message_clear(&m);
 }
 
+static void queue_receive_with_zero_visibility_returns_each_message_once(void **state)
+{
+	ftest *t = *state;
+	fabric_message m[10];
+	fabric_receive_opts o = { .max_messages = 10, .wait_ms = 0, .visibility_timeout_ms = 0 };
+	size_t n;
+
+	make_queue(t->f, "zero", NULL, 0);
+	send_text(t->f, "zero", "a", NULL);
+	send_text(t->f, "zero", "b", NULL);
+	assert_int_equal(fabric_queue_receive(t->f, "zero", &o, m, &n), TM_OK);
+	assert_int_equal(n, 2);
+	assert_string_not_equal(m[0].message_id, m[1].message_id);
+	for (size_t i = 0; i < n; i++)
+		fabric_message_clear(&m[i]);
+	/* Visible again at once for the next call. */
+	assert_int_equal(fabric_queue_receive(t->f, "zero", &o, m, &n), TM_OK);
+	assert_int_equal(n, 2);
+	assert_int_equal(m[0].receive_count, 2);
+	for (size_t i = 0; i < n; i++)
+		fabric_message_clear(&m[i]);
+}
+
 struct sender {
 	fabric *f;
 };
@@ -414,6 +437,7 @@ int main(void)
 		T(queue_redelivers_message_after_visibility_timeout_expires),
 		T(queue_change_visibility_makes_message_visible_again),
 		T(queue_moves_message_to_dlq_after_max_receive_count_receives),
+		T(queue_receive_with_zero_visibility_returns_each_message_once),
 		T(queue_long_poll_is_woken_by_a_send),
 		T(queue_long_poll_times_out_empty_on_scaled_clock),
 		T(queue_delays_message_until_its_delay_passes),
