@@ -171,8 +171,8 @@ static void load_runs_the_default_flow_and_writes_the_json_report(void **state)
 	write_file("shape.json", "[{\"service\":\"product-api\",\"name\":\"POST /product\"}]");
 	snprintf(shape, sizeof shape, "%s/shape.json", g_dir);
 	assert_int_equal(run("--target", http_server_url(g_server), "--output", report,
-			     "--verify-traces", "--trace-shape", shape, "--verify-wait", "1",
-			     "--quiet", NULL), 0);
+			     "--verify-traces", "--collector", http_server_url(g_server),
+			     "--trace-shape", shape, "--verify-wait", "1", "--quiet", NULL), 0);
 	read_file("out", out, sizeof out);
 	assert_non_null(strstr(out, "400 scheduled, 400 created, 400 completed, 0 failed"));
 	assert_non_null(strstr(out, "Traces ("));
