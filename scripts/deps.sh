@@ -6,7 +6,7 @@ set -euo pipefail
 
 build_pkgs=(gcc make cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev
             libjansson-dev libsqlite3-dev libyaml-dev libcmocka-dev nettle-dev)
-test_pkgs=(python3 python3-msgpack sqlite3 curl)
+test_pkgs=(python3 python3-msgpack sqlite3 curl chromium)
 bench_pkgs=(wrk nginx-light)
 
 case "${1:-build}" in

@@ -15,3 +15,15 @@ if [[ -f tests/node/package.json ]]; then
     touch tests/node/node_modules
   fi
 fi
+# Browser end-to-end tests: playwright-core only (it drives Debian's
+# chromium from scripts/deps.sh test; no browser is downloaded).
+if [[ -f tests/e2e/package.json ]]; then
+  if ! command -v npm >/dev/null; then
+    sudo=""; [[ $(id -u) -eq 0 ]] || sudo="sudo"
+    $sudo apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  if [[ ! -d tests/e2e/node_modules ]] || [[ tests/e2e/package.json -nt tests/e2e/node_modules ]]; then
+    (cd tests/e2e && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --no-audit --no-fund --silent)
+    touch tests/e2e/node_modules
+  fi
+fi

@@ -861,15 +861,21 @@ tm_err collector__q_dependencies(sqlite3 *db, const char *start, const char *end
 				    r->duration, error)))
 			goto out;
 	}
-	/* Messaging nodes count what was sent to them. */
-	for (size_t i = 0; i < edges.n; i++) {
-		group *e = &edges.g[i], *n;
-		size_t ni;
-		if (!strncmp(e->b, "messaging:", 10) && strmap_get(&nodes.idx, e->b, &ni)) {
-			n = &nodes.g[ni];
-			n->d.calls += e->d.calls;
-			n->d.errors += e->d.errors;
+	/* A messaging node counts the messages through it: those sent to it,
+	 * or, when no producer is instrumented, those consumed from it. */
+	for (size_t i = 0; i < nodes.n; i++) {
+		group *n = &nodes.g[i];
+		uint64_t in = 0, in_err = 0, sent_on = 0, out_err = 0;
+		if (!n->type)
+			continue;
+		for (size_t j = 0; j < edges.n; j++) {
+			if (!strcmp(edges.g[j].b, n->key))
+				in += edges.g[j].d.calls, in_err += edges.g[j].d.errors;
+			if (!strcmp(edges.g[j].a, n->key))
+				sent_on += edges.g[j].d.calls, out_err += edges.g[j].d.errors;
 		}
+		n->d.calls = in >= sent_on ? in : sent_on;
+		n->d.errors = in >= sent_on ? in_err : out_err;
 	}
 	jn = json_array();
 	je = json_array();
