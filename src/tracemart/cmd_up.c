@@ -8,6 +8,7 @@
 
 #include <tracemart/http.h>
 #include <tracemart/store.h>
+#include <tracemart/trace.h>
 
 #include "app.h"
 #include "cli.h"
@@ -24,6 +25,32 @@ static void health(http_request *req, http_response *resp, void *arg)
 		return;
 }
 
+/*
+ * The tracer from the standard environment (OTEL_*, DD_*). The API's spans
+ * are product-api's unless OTEL_SERVICE_NAME/DD_SERVICE say otherwise. With
+ * no exporter configured, spans go to spans.jsonl in the data dir, so a
+ * trace is never silently lost.
+ */
+static tm_err start_tracer(const char *data_dir, trace_tracer **out)
+{
+	trace_config cfg;
+
+	trace_config_init(&cfg);
+	trace_config_from_env(&cfg);
+	if (!strcmp(cfg.service_name, "unknown_service"))
+		snprintf(cfg.service_name, sizeof cfg.service_name, "product-api");
+	if (!cfg.exporters)
+		cfg.exporters = TRACE_EXPORT_JSONL;
+	if ((cfg.exporters & TRACE_EXPORT_JSONL) && !cfg.jsonl_path[0] &&
+	    (size_t)snprintf(cfg.jsonl_path, sizeof cfg.jsonl_path, "%s/spans.jsonl", data_dir) >=
+		    sizeof cfg.jsonl_path)
+		return TM_ERR_LIMIT;
+	tm_err err = trace_tracer_create(&cfg, out);
+	if (!err)
+		trace_set_global(*out);
+	return err;
+}
+
 int cmd_up(int argc, char **argv)
 {
 	tm_opt opts[] = {
@@ -35,6 +62,8 @@ int cmd_up(int argc, char **argv)
 		 .metavar = "N", .help = "HTTP worker threads (0: one per core)"},
 		{.name = "max-body", .env = "TRACEMART_MAX_BODY", .def = "1048576",
 		 .metavar = "BYTES", .help = "largest request body accepted (413 above)"},
+		{.name = "w3c-test-endpoint", .env = "TRACEMART_W3C_TEST_ENDPOINT", .is_bool = true,
+		 .help = "serve POST /test for the W3C trace-context test harness"},
 		{0},
 	};
 	int code = 0, npos = 0;
@@ -43,6 +72,9 @@ int cmd_up(int argc, char **argv)
 	uint64_t threads, max_body;
 	http_router *router = NULL;
 	http_server *server = NULL;
+	trace_tracer *tracer = NULL;
+	static http_tracing ht; /* borrowed by the server's hooks until it stops */
+	http_hooks hooks;
 	store_repo *repo = NULL;
 	app_product_api *api = NULL;
 	tm_err err;
@@ -71,6 +103,15 @@ int cmd_up(int argc, char **argv)
 		fprintf(stderr, "tracemart up: data dir path too long\n");
 		return 2;
 	}
+	err = start_tracer(data_dir, &tracer);
+	if (err) {
+		fprintf(stderr, "tracemart up: cannot start the tracer: %s\n", tm_strerror(err));
+		code = 1;
+		goto out;
+	}
+	http_tracing_init(&ht, tracer, NULL);
+	http_tracing_hooks(&ht, &hooks);
+
 	err = store_sqlite_open(path, &repo);
 	if (err) {
 		fprintf(stderr, "tracemart up: cannot open store %s: %s\n", path, tm_strerror(err));
@@ -82,6 +123,8 @@ int cmd_up(int argc, char **argv)
 		err = http_router_add(router, "GET", "/health", health, NULL);
 	if (!err)
 		err = app_product_api_register(router, repo, &api);
+	if (!err && tm_opt_bool(opts, "w3c-test-endpoint"))
+		err = http_tracing_register_w3c_test(router, &ht);
 	if (err) {
 		fprintf(stderr, "tracemart up: cannot set up routes: %s\n", tm_strerror(err));
 		code = 1;
@@ -94,7 +137,10 @@ int cmd_up(int argc, char **argv)
 	cfg.port = port;
 	cfg.threads = (unsigned)threads;
 	cfg.max_body = (size_t)max_body;
-	err = http_server_start(&cfg, router, NULL, &server);
+	/* The W3C harness calls back into /test: one thread would deadlock. */
+	if (cfg.threads == 1 && tm_opt_bool(opts, "w3c-test-endpoint"))
+		cfg.threads = 2;
+	err = http_server_start(&cfg, router, &hooks, &server);
 	if (err) {
 		fprintf(stderr, "tracemart up: cannot listen on %s: %s\n", listen, tm_strerror(err));
 		code = 1;
@@ -112,5 +158,7 @@ out:
 	app_product_api_free(api);
 	http_router_free(router);
 	store_repo_close(repo);
+	trace_set_global(NULL);
+	trace_tracer_shutdown(tracer); /* flushes every span still queued */
 	return code;
 }

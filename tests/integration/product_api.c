@@ -272,6 +272,45 @@ static void concurrent_creates_of_the_same_product_yield_exactly_one_201(void **
 	assert_int_equal(conflicts, RACERS - 1);
 }
 
+static void responses_carry_traceresponse_continuing_the_callers_trace(void **state)
+{
+	char u[512], tr[128];
+	ts_response r;
+	const char *h[] = {"traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", NULL};
+
+	url(u, sizeof u, "/product/NOSUCHTHING");
+	assert_true(ts_http("GET", u, NULL, 0, h, &r));
+	assert_int_equal(r.status, 404);
+	assert_true(ts_response_header(&r, "traceresponse", tr, sizeof tr));
+	/* Same trace id, our own span id, sampled. */
+	assert_int_equal(strlen(tr), 55);
+	assert_memory_equal(tr, "00-0af7651916cd43dd8448eb211c80319c-", 36);
+	assert_memory_not_equal(tr + 36, "b7ad6b7169203331", 16);
+	assert_int_equal(tr[54], '1');
+	ts_response_free(&r);
+
+	/* Without a caller context a new trace starts, still reported. */
+	r = req("GET", "/health", NULL);
+	assert_true(ts_response_header(&r, "traceresponse", tr, sizeof tr));
+	assert_int_equal(strlen(tr), 55);
+	ts_response_free(&r);
+}
+
+static void spans_reach_the_default_span_file(void **state)
+{
+	char path[512], cmd[700];
+	ts_response r = req("GET", "/product/FILECHECK", NULL);
+	ts_response_free(&r);
+	/* Spans are exported in batches: stopping flushes them. */
+	assert_int_equal(ts_up_stop(&proc), 0);
+	snprintf(path, sizeof path, "%s/spans.jsonl", data_dir);
+	snprintf(cmd, sizeof cmd, "grep -q '\"name\":\"GET /product/{id}\"' '%s'", path);
+	assert_int_equal(ts_sh(cmd), 0);
+	snprintf(cmd, sizeof cmd, "grep -q '\"name\":\"SELECT products\"' '%s'", path);
+	assert_int_equal(ts_sh(cmd), 0);
+	assert_true(ts_up_start(&proc, data_dir, NULL));
+}
+
 static void data_survives_a_restart(void **state)
 {
 	ts_response r = req("POST", "/product", "{\"name\":\"Durable\",\"price\":7.25}");
@@ -295,6 +334,8 @@ int main(void)
 		cmocka_unit_test(names_with_inner_whitespace_and_non_ascii_letters_work),
 		cmocka_unit_test(creating_an_existing_product_is_a_conflict),
 		cmocka_unit_test(concurrent_creates_of_the_same_product_yield_exactly_one_201),
+		cmocka_unit_test(responses_carry_traceresponse_continuing_the_callers_trace),
+		cmocka_unit_test(spans_reach_the_default_span_file),
 		cmocka_unit_test(data_survives_a_restart),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
