@@ -167,6 +167,8 @@ tm_err lg__report_add_created(loadgen_report *r, const char trace_id[33],
 
 /* Picks per-VU values: arrays in config.variables become one element. */
 json_t *lg__vu_vars(const loadgen_script *s);
+/* loadgen_template_string with the text an undefined variable reads as. */
+char *lg__template_string(const char *tpl, const json_t *vars, const char *undef);
 /* Parses "30", 30, "1m", "500ms", "2h" into seconds; false when invalid. */
 bool lg__parse_duration(const json_t *v, double *out);
 

@@ -506,9 +506,11 @@ static tm_err compile_config(struct ctx *c, const json_t *cfg)
 		return fail(c, "config.processor", "must be a file name");
 	if (p && !(s->processor = strdup(p)))
 		return TM_ERR_NOMEM;
-	/* The environment is read once, at load: config.target is not per VU. */
+	/* The environment is read once, at load: config.target is not per VU.
+	 * An unset variable leaves it empty (not "undefined") so the caller
+	 * can tell that no target was given. */
 	json_t *empty = json_object();
-	s->target = loadgen_template_string(target ? json_string_value(target) : "", empty);
+	s->target = lg__template_string(target ? json_string_value(target) : "", empty, "");
 	json_decref(empty);
 	if (!s->target)
 		return TM_ERR_NOMEM;

@@ -336,6 +336,11 @@ static const char *expr_at(const char *open, char *expr, size_t n)
 
 char *loadgen_template_string(const char *tpl, const json_t *vars)
 {
+	return lg__template_string(tpl, vars, "undefined");
+}
+
+char *lg__template_string(const char *tpl, const json_t *vars, const char *undef)
+{
 	tm_buf b;
 	const char *p = tpl;
 	char expr[TPL_EXPR_MAX];
@@ -353,7 +358,7 @@ char *loadgen_template_string(const char *tpl, const json_t *vars)
 			goto fail;
 		json_t *v = eval(expr, vars);
 		/* JavaScript's String.replace with an undefined value. */
-		tm_err err = v ? append_value(&b, v) : tm_buf_appends(&b, "undefined");
+		tm_err err = v ? append_value(&b, v) : tm_buf_appends(&b, undef);
 		json_decref(v);
 		if (err)
 			goto fail;

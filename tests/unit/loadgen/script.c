@@ -50,6 +50,12 @@ static void target_expands_process_environment(void **state)
 	assert_string_equal(loadgen_script_target(s), "http://127.0.0.1:9999");
 	loadgen_script_free(s);
 	unsetenv("LG_TEST_ENDPOINT");
+	/* unset: empty, so the CLI can fall back or ask for --target */
+	assert_int_equal(try_parse("config:\n  target: \"{{ $processEnvironment.LG_TEST_ENDPOINT }}\"\n"
+				   "scenarios:\n  - flow: [{get: {url: /}}]\n", err, sizeof err, &s),
+			 TM_OK);
+	assert_string_equal(loadgen_script_target(s), "");
+	loadgen_script_free(s);
 }
 
 static void unknown_function_names_it_and_the_processor(void **state)
