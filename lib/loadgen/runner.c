@@ -401,6 +401,11 @@ static bool start_request(struct runner *rn, struct vu *v, const lg_step *st)
 						    : tm_json_dump(x);
 			if (!s)
 				goto out;
+			/* A value with a line break would forge headers (RFC 9110 §5.5). */
+			if (strpbrk(s, "\r\n")) {
+				free(s);
+				goto out;
+			}
 			tm_buf_reset(&line);
 			tm_err err = tm_buf_printf(&line, "%s: %s", k, s);
 			free(s);
@@ -453,6 +458,11 @@ static bool start_request(struct runner *rn, struct vu *v, const lg_step *st)
 	if (v->req_body) {
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, v->req_body);
 		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(v->req_body));
+	} else if (!strcmp(st->method, "POST") || !strcmp(st->method, "PUT") ||
+		   !strcmp(st->method, "PATCH")) {
+		/* An explicit empty body (Content-Length: 0), as Node sends. */
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
 	}
 	v->cur = st;
 	v->sent_ns = tm_clock_mono_ns();

@@ -411,6 +411,19 @@ static void failed_capture_fails_the_flow_and_stops_it(void **state)
 	assert_int_equal(get(&g_after_fail), 2);
 	loadgen_report_free(r);
 	loadgen_script_free(s);
+
+	/* a header value that would break the request line fails the flow */
+	s = parse("config:\n  phases: [{duration: 1, arrivalCount: 1}]\n"
+		  "  variables: {evil: \"a\\r\\nX-Injected: 1\"}\n"
+		  "scenarios:\n  - flow:\n      - get: {url: /ping, headers: {X-A: \"{{ evil }}\"}}\n");
+	reset_counters();
+	r = run(s, 0);
+	json_t *jj = loadgen_report_json(r);
+	assert_int_equal(jint(jj, "errors", "request not built"), 1);
+	assert_int_equal(get(&g_pings), 0);
+	json_decref(jj);
+	loadgen_report_free(r);
+	loadgen_script_free(s);
 }
 
 static void arrivals_over_max_vus_are_dropped_and_counted(void **state)
