@@ -565,7 +565,7 @@ tm_err collector__q_trace(sqlite3 *db, const char *trace_id_in, json_t **out,
 	}
 	if (sqlite3_prepare_v2(db, "SELECT span_id, parent_id, name, service, kind, start_ns,"
 			       " duration_ns, attrs, events, links, status, status_msg"
-			       " FROM spans WHERE trace_id = ?1 ORDER BY start_ns, rowid",
+			       " FROM spans WHERE trace_id = ?1 ORDER BY start_ns, parent_id != '', rowid",
 			       -1, &st, NULL) != SQLITE_OK) {
 		err = TM_ERR_DB;
 		goto out;
