@@ -274,6 +274,10 @@ typedef struct http_tracing {
 	trace_tracer *tracer;          /* NULL: trace_global() at request time */
 	trace_propagators propagators; /* extract on requests, inject by the client */
 	bool traceresponse;            /* add `traceresponse` (default true) */
+	/* When set, every request is also observed in the histogram
+	 * http_server_request_duration_seconds{method,route,status}
+	 * (its _count is the request count). Borrowed. */
+	trace_metrics *metrics;
 } http_tracing;
 
 /* p NULL: trace_propagators_from_env() (OTEL_PROPAGATORS, DD_*, default). */

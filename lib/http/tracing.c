@@ -446,6 +446,26 @@ static void server_before(http_request *req, http_response *resp, void *arg)
 	server_scope = trace_span_activate(span);
 }
 
+/* Request count and latency per method, route and status (the OTel
+ * http.server.request.duration metric, in Prometheus naming). Observed even
+ * when the request is not sampled: metrics are not a sample. */
+static void server_metrics(const http_tracing *ht, http_request *req, unsigned status,
+			   uint64_t duration_ns)
+{
+	const char *known = method_known(http_request_method(req));
+	const char *route = http_request_route(req);
+	char st[12];
+
+	snprintf(st, sizeof(st), "%u", status);
+	const char *labels[] = {"method", known ? known : "_OTHER", "route", route ? route : "",
+				"status", st, NULL};
+	trace_histogram *h = trace_histogram_get(ht->metrics, "http_server_request_duration_seconds",
+						 "Duration of HTTP server requests.", NULL, 0,
+						 labels);
+	if (h)
+		trace_histogram_observe(h, (double)duration_ns / 1e9);
+}
+
 static void server_after(http_request *req, http_response *resp,
 			 uint64_t duration_ns, void *arg)
 {
@@ -454,7 +474,8 @@ static void server_after(http_request *req, http_response *resp,
 	unsigned status = http_response_status(resp);
 	size_t body_len = 0;
 
-	(void)duration_ns;
+	if (ht->metrics)
+		server_metrics(ht, req, status, duration_ns);
 	if (!span)
 		return;
 	if (trace_span_is_recording(span)) {

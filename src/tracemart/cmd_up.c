@@ -51,6 +51,24 @@ static tm_err start_tracer(const char *data_dir, trace_tracer **out)
 	return err;
 }
 
+/* GET /metrics: Prometheus text exposition of the process's registry. */
+static void metrics(http_request *req, http_response *resp, void *arg)
+{
+	trace_tracer *tracer = arg;
+	trace_metrics *m = trace_metrics_global();
+	tm_buf b;
+
+	(void)req;
+	tm_buf_init(&b, 16u << 20);
+	trace_tracer_metrics(tracer, m);
+	if (trace_metrics_prometheus(m, &b) ||
+	    http_response_set_body(resp, 200, TRACE_PROMETHEUS_CONTENT_TYPE, b.data, b.len)) {
+		if (http_respond_error(resp, 500, "Cannot render metrics"))
+			http_response_set_status(resp, 500);
+	}
+	tm_buf_free(&b);
+}
+
 int cmd_up(int argc, char **argv)
 {
 	tm_opt opts[] = {
@@ -110,6 +128,7 @@ int cmd_up(int argc, char **argv)
 		goto out;
 	}
 	http_tracing_init(&ht, tracer, NULL);
+	ht.metrics = trace_metrics_global();
 	http_tracing_hooks(&ht, &hooks);
 
 	err = store_sqlite_open(path, &repo);
@@ -121,6 +140,8 @@ int cmd_up(int argc, char **argv)
 	err = http_router_new(&router);
 	if (!err)
 		err = http_router_add(router, "GET", "/health", health, NULL);
+	if (!err)
+		err = http_router_add(router, "GET", "/metrics", metrics, tracer);
 	if (!err)
 		err = app_product_api_register(router, repo, &api);
 	if (!err && tm_opt_bool(opts, "w3c-test-endpoint"))

@@ -311,6 +311,21 @@ static void spans_reach_the_default_span_file(void **state)
 	assert_true(ts_up_start(&proc, data_dir, NULL));
 }
 
+static void metrics_expose_request_counts_and_latencies(void **state)
+{
+	char ct[128];
+	ts_response r = req("GET", "/product/METRICSCHECK", NULL);
+	ts_response_free(&r);
+	r = req("GET", "/metrics", NULL);
+	assert_int_equal(r.status, 200);
+	assert_true(ts_response_header(&r, "Content-Type", ct, sizeof ct));
+	assert_non_null(strstr(ct, "text/plain; version=0.0.4"));
+	assert_non_null(strstr(r.body, "# TYPE http_server_request_duration_seconds histogram"));
+	assert_non_null(strstr(r.body, "http_server_request_duration_seconds_count{method=\"GET\",route=\"/product/{id}\",status=\"404\"}"));
+	assert_non_null(strstr(r.body, "tracemart_trace_spans_started_total"));
+	ts_response_free(&r);
+}
+
 static void data_survives_a_restart(void **state)
 {
 	ts_response r = req("POST", "/product", "{\"name\":\"Durable\",\"price\":7.25}");
@@ -336,6 +351,7 @@ int main(void)
 		cmocka_unit_test(concurrent_creates_of_the_same_product_yield_exactly_one_201),
 		cmocka_unit_test(responses_carry_traceresponse_continuing_the_callers_trace),
 		cmocka_unit_test(spans_reach_the_default_span_file),
+		cmocka_unit_test(metrics_expose_request_counts_and_latencies),
 		cmocka_unit_test(data_survives_a_restart),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
