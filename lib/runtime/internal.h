@@ -58,7 +58,7 @@ struct rt__function {
 	pthread_cond_t cond;                      /* queue changes and job states */
 	rt__job *head, *tail;
 	bool stopping;
-	unsigned idle;                            /* workers waiting for a job */
+	unsigned busy;                            /* workers inside a handler */
 	pthread_t *workers;
 	unsigned started;
 };

@@ -172,10 +172,12 @@ void rt__job_run(rt__job *job, runtime_result *out, bool keep)
 			break;
 		if (drain && drain < until)
 			until = drain;
-		/* An idle worker is about to take the job: only a pool with
-		 * every worker busy throttles (at a high clock scale the
-		 * timeout can be shorter than a thread wake-up). */
-		if (now >= until && job->state == JOB_QUEUED && fn->idle && !(drain && now >= drain))
+		/* A worker not running a handler is about to take the job
+		 * (or still starting): only a pool with every worker inside a
+		 * handler throttles. At a high clock scale the timeout can be
+		 * shorter than a thread wake-up. */
+		if (now >= until && job->state == JOB_QUEUED && fn->busy < fn->nworkers &&
+		    !(drain && now >= drain))
 			until = now + 10 * TM_NS_PER_MS;
 		else if (now >= until) {
 			job->abandoned = true;
@@ -227,10 +229,8 @@ static void *worker_main(void *arg)
 	for (;;) {
 		rt__job *job;
 
-		fn->idle++;
 		while (!fn->head && !fn->stopping)
 			pthread_cond_wait(&fn->cond, &fn->mu);
-		fn->idle--;
 		if (!fn->head)
 			break;
 		job = fn->head;
@@ -247,6 +247,7 @@ static void *worker_main(void *arg)
 			continue;
 		}
 		job->state = JOB_RUNNING;
+		fn->busy++;
 		job->cold = !warm;
 		warm = true;
 		job->deadline_mono_ns =
@@ -279,6 +280,7 @@ static void *worker_main(void *arg)
 			trace_scope_end(&sc);
 
 		pthread_mutex_lock(&fn->mu);
+		fn->busy--;
 		if (job->abandoned) {
 			tm_log(TM_LOG_INFO, "runtime", "late result of a timed-out invocation discarded",
 			       "function", fn->name, "request_id", job->request_id, NULL);
