@@ -132,4 +132,12 @@ json_t *flow__jsonata_eval(const char *src, const flow__jsonata_env *env,
 /* Error-name matching of Retry/Catch ErrorEquals. */
 bool flow__error_matches(const json_t *error_equals, const char *error);
 
+/* ------------------------------------------------------------ task resources */
+
+/* Function name from a plain name, "function:NAME" or a Lambda ARN. */
+bool flow__function_name(const char *s, char *out, size_t size);
+/* Runs a Task resource through the engine's callbacks (tasks.c). */
+flow_task_status flow__engine_task(const flow_engine_config *cfg, const flow_task_request *req,
+				   const trace_context *parent, flow_task_result *res);
+
 #endif

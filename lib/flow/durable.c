@@ -1,0 +1,1191 @@
+/*
+ * The durable engine (flow_engine): machine registry and execution store in
+ * SQLite, a bounded pool of worker threads, a timer heap for suspended
+ * Waits, and tracing (execution span, one span per state entered).
+ * It runs the in-memory interpreter (engine.c) and stores what its
+ * checkpoint hook reports; it does not interpret ASL itself.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include "internal.h"
+
+#define STACK_MAX 32
+#define ARN_PREFIX "arn:aws:states:local:000000000000:"
+
+static const char SCHEMA[] =
+	"PRAGMA journal_mode=WAL;"
+	"PRAGMA synchronous=NORMAL;"
+	"CREATE TABLE IF NOT EXISTS machines ("
+	" name TEXT PRIMARY KEY, definition TEXT NOT NULL, created_ns INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS executions ("
+	" arn TEXT PRIMARY KEY, name TEXT NOT NULL, machine TEXT NOT NULL,"
+	" status TEXT NOT NULL, input TEXT NOT NULL, output TEXT, error TEXT, cause TEXT,"
+	" start_ns INTEGER NOT NULL, stop_ns INTEGER, checkpoint TEXT, trace TEXT);"
+	"CREATE INDEX IF NOT EXISTS executions_by_machine ON executions(machine, status, start_ns);"
+	"CREATE INDEX IF NOT EXISTS executions_by_status ON executions(status, start_ns);"
+	"CREATE TABLE IF NOT EXISTS events ("
+	" arn TEXT NOT NULL, id INTEGER NOT NULL, previous_id INTEGER NOT NULL,"
+	" ts_ns INTEGER NOT NULL, type TEXT NOT NULL, details TEXT NOT NULL,"
+	" PRIMARY KEY (arn, id)) WITHOUT ROWID;";
+
+enum {
+	ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_EVENT, ST_CKPT, ST_END, ST_NEW, ST_MACHINE,
+	ST_DESCRIBE, ST_HISTORY, ST__COUNT
+};
+
+static const char *const STMTS[ST__COUNT] = {
+	"BEGIN IMMEDIATE",
+	"COMMIT",
+	"ROLLBACK",
+	"INSERT OR REPLACE INTO events(arn, id, previous_id, ts_ns, type, details) VALUES (?,?,?,?,?,?)",
+	"UPDATE executions SET checkpoint = ? WHERE arn = ?",
+	"UPDATE executions SET status = ?, output = ?, error = ?, cause = ?, stop_ns = ?,"
+	" checkpoint = NULL WHERE arn = ?",
+	"INSERT INTO executions(arn, name, machine, status, input, start_ns, trace)"
+	" VALUES (?,?,?,'RUNNING',?,?,?)",
+	"INSERT OR REPLACE INTO machines(name, definition, created_ns) VALUES (?,?,?)",
+	"SELECT name, machine, status, input, output, error, cause, start_ns, stop_ns"
+	" FROM executions WHERE arn = ?",
+	"SELECT id, previous_id, ts_ns, type, details FROM events WHERE arn = ? ORDER BY id",
+};
+
+struct machine_ent {
+	char *name;
+	flow_machine *m;
+	struct machine_ent *next;
+};
+
+/* One open state span: states nest inside Map and Parallel. */
+struct open_span {
+	trace_span *span;     /* NULL between a failed attempt and its retry */
+	char name[128];
+	char type[16];
+	unsigned attempt;
+};
+
+/* One active (running or waiting) execution. */
+struct fx {
+	flow_engine *e;
+	char *arn;
+	char *name;
+	char *machine;
+	json_t *input;        /* for a start that has no checkpoint yet */
+	json_t *ckpt;         /* last stored checkpoint, or NULL */
+	flow_execution *x;    /* while a worker runs it */
+	uint64_t wake_ns;     /* timer deadline while suspended */
+	size_t heap_idx;      /* position in the timer heap, SIZE_MAX: none */
+	bool queued;
+	bool stop;            /* StopExecution asked */
+	bool interrupted;     /* the engine is closing: store nothing more */
+	json_t *events;       /* emitted since the last stored checkpoint */
+	trace_span *exec_span;/* NULL after a restart */
+	trace_context exec_ctx;
+	struct open_span stack[STACK_MAX];
+	size_t depth;
+	struct fx *next_ready;
+	struct fx *next, *prev; /* all active executions */
+};
+
+struct flow_engine {
+	flow_engine_config cfg;
+	char *db_path;
+	sqlite3 *db;
+	sqlite3_stmt *st[ST__COUNT];
+	pthread_mutex_t db_mu;        /* the one writer connection */
+	pthread_mutex_t mu;           /* everything below */
+	pthread_cond_t work;          /* ready work, a nearer timer, stopping */
+	pthread_cond_t done;          /* an execution ended */
+	struct machine_ent *machines;
+	struct machine_ent *retired;  /* replaced machines, freed at close */
+	struct fx *active;
+	size_t nactive;
+	struct fx *ready_head, *ready_tail;
+	struct fx **heap;
+	size_t nheap, heap_cap;
+	pthread_t *threads;
+	unsigned nthreads;
+	bool stopping;
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static char *xstrdup(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+static const char *col_text(sqlite3_stmt *s, int i)
+{
+	return (const char *)sqlite3_column_text(s, i);
+}
+
+static void bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+	if (v)
+		sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(s, i);
+}
+
+static tm_err step_done(flow_engine *e, sqlite3_stmt *s)
+{
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	if (rc == SQLITE_DONE || rc == SQLITE_ROW)
+		return TM_OK;
+	if (rc == SQLITE_CONSTRAINT)
+		return TM_ERR_EXISTS;
+	tm_log(TM_LOG_ERROR, "flow", "sqlite", "error", sqlite3_errmsg(e->db), NULL);
+	return TM_ERR_DB;
+}
+
+static void format_ns(uint64_t ns, char out[32])
+{
+	tm_clock_format_rfc3339(ns, out);
+}
+
+/* ----------------------------------------------------------------- timers */
+
+static void heap_swap(flow_engine *e, size_t a, size_t b)
+{
+	struct fx *t = e->heap[a];
+	e->heap[a] = e->heap[b];
+	e->heap[b] = t;
+	e->heap[a]->heap_idx = a;
+	e->heap[b]->heap_idx = b;
+}
+
+static void heap_up(flow_engine *e, size_t i)
+{
+	while (i && e->heap[(i - 1) / 2]->wake_ns > e->heap[i]->wake_ns) {
+		heap_swap(e, i, (i - 1) / 2);
+		i = (i - 1) / 2;
+	}
+}
+
+static void heap_down(flow_engine *e, size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, m = i;
+		if (l < e->nheap && e->heap[l]->wake_ns < e->heap[m]->wake_ns)
+			m = l;
+		if (r < e->nheap && e->heap[r]->wake_ns < e->heap[m]->wake_ns)
+			m = r;
+		if (m == i)
+			return;
+		heap_swap(e, i, m);
+		i = m;
+	}
+}
+
+static tm_err heap_push(flow_engine *e, struct fx *r)
+{
+	if (e->nheap == e->heap_cap) {
+		size_t cap = e->heap_cap ? 2 * e->heap_cap : 64;
+		struct fx **h = realloc(e->heap, cap * sizeof *h);
+		if (!h)
+			return TM_ERR_NOMEM;
+		e->heap = h;
+		e->heap_cap = cap;
+	}
+	e->heap[e->nheap] = r;
+	r->heap_idx = e->nheap++;
+	heap_up(e, r->heap_idx);
+	return TM_OK;
+}
+
+static void heap_remove(flow_engine *e, struct fx *r)
+{
+	size_t i = r->heap_idx;
+	if (i == SIZE_MAX)
+		return;
+	r->heap_idx = SIZE_MAX;
+	if (i != --e->nheap) {
+		e->heap[i] = e->heap[e->nheap];
+		e->heap[i]->heap_idx = i;
+		heap_down(e, i);
+		heap_up(e, i);
+	}
+}
+
+static void ready_push(flow_engine *e, struct fx *r)
+{
+	if (r->queued)
+		return;
+	r->queued = true;
+	r->next_ready = NULL;
+	if (e->ready_tail)
+		e->ready_tail->next_ready = r;
+	else
+		e->ready_head = r;
+	e->ready_tail = r;
+	pthread_cond_signal(&e->work);
+}
+
+static struct fx *ready_pop(flow_engine *e)
+{
+	struct fx *r = e->ready_head;
+	if (r) {
+		e->ready_head = r->next_ready;
+		if (!e->ready_head)
+			e->ready_tail = NULL;
+		r->queued = false;
+	}
+	return r;
+}
+
+/* ---------------------------------------------------------------- machines */
+
+static flow_machine *machine_find(flow_engine *e, const char *name)
+{
+	for (struct machine_ent *me = e->machines; me; me = me->next)
+		if (!strcmp(me->name, name))
+			return me->m;
+	return NULL;
+}
+
+/* Under e->mu. Takes m. */
+static tm_err machine_put(flow_engine *e, const char *name, flow_machine *m)
+{
+	struct machine_ent *me;
+	for (me = e->machines; me; me = me->next) {
+		if (!strcmp(me->name, name)) {
+			/* running executions keep the old definition */
+			struct machine_ent *old = calloc(1, sizeof *old);
+			if (!old)
+				return TM_ERR_NOMEM;
+			old->m = me->m;
+			old->next = e->retired;
+			e->retired = old;
+			me->m = m;
+			return TM_OK;
+		}
+	}
+	me = calloc(1, sizeof *me);
+	if (!me || !(me->name = strdup(name))) {
+		free(me);
+		return TM_ERR_NOMEM;
+	}
+	me->m = m;
+	me->next = e->machines;
+	e->machines = me;
+	return TM_OK;
+}
+
+/* ----------------------------------------------------------------- tracing */
+
+static trace_tracer *tracer(flow_engine *e)
+{
+	return e->cfg.tracer;
+}
+
+static void span_parent_ctx(struct fx *r, trace_context *out)
+{
+	if (r->depth && r->stack[r->depth - 1].span)
+		trace_span_context(r->stack[r->depth - 1].span, out);
+	else if (r->exec_span)
+		trace_span_context(r->exec_span, out);
+	else
+		*out = r->exec_ctx;
+}
+
+static void open_state(struct fx *r, const char *name, const char *type, unsigned attempt,
+		       bool resumed)
+{
+	trace_context parent;
+	trace_attr attrs[5];
+	size_t n = 0;
+
+	if (r->depth == STACK_MAX)
+		return;
+	span_parent_ctx(r, &parent);
+	attrs[n++] = TRACE_ATTR_S("aws.step_functions.execution.arn", r->arn);
+	attrs[n++] = TRACE_ATTR_S("aws.step_functions.state_machine.name", r->machine);
+	attrs[n++] = TRACE_ATTR_S("aws.step_functions.state.type", type);
+	attrs[n++] = TRACE_ATTR_I("aws.step_functions.state.retry_count", (int64_t)attempt);
+	if (resumed)
+		attrs[n++] = TRACE_ATTR_B("aws.step_functions.state.resumed", true);
+	trace_span_opts o = {.kind = TRACE_KIND_INTERNAL, .parent = TRACE_PARENT_CONTEXT,
+			     .parent_ctx = &parent, .attrs = attrs, .nattrs = n};
+	struct open_span *s = &r->stack[r->depth++];
+	s->span = trace_span_start(tracer(r->e), name, &o);
+	snprintf(s->name, sizeof s->name, "%s", name);
+	snprintf(s->type, sizeof s->type, "%s", type);
+	s->attempt = attempt;
+}
+
+static void close_top(struct fx *r, const char *error, const char *cause)
+{
+	struct open_span *s = &r->stack[--r->depth];
+	if (s->span) {
+		if (error)
+			trace_span_record_error(s->span, error, cause ? cause : error, NULL);
+		trace_span_end(s->span, 0);
+		s->span = NULL;
+	}
+}
+
+static void close_all(struct fx *r, const char *error, const char *cause)
+{
+	while (r->depth)
+		close_top(r, error, cause);
+}
+
+/* The state type from an event type: "TaskStateEntered" → "Task". */
+static bool event_state(const char *type, const char *suffix, char *out, size_t size)
+{
+	size_t n = strlen(type), sn = strlen(suffix);
+	if (n <= sn || strcmp(type + n - sn, suffix) || n - sn >= size)
+		return false;
+	memcpy(out, type, n - sn);
+	out[n - sn] = '\0';
+	return true;
+}
+
+/* States become spans from the history events, which the interpreter
+ * emits in order on the execution's thread. */
+static void trace_event(struct fx *r, const flow_event *ev)
+{
+	char st[32];
+	const char *name = tm_json_str(ev->details, "name");
+
+	if (event_state(ev->type, "StateEntered", st, sizeof st) && name) {
+		open_state(r, name, st, 0, false);
+	} else if (event_state(ev->type, "StateExited", st, sizeof st) && name) {
+		size_t i = r->depth;
+		while (i && strcmp(r->stack[i - 1].name, name))
+			i--;
+		if (!i)
+			return;
+		while (r->depth > i)
+			close_top(r, "States.Runtime", "the state did not complete");
+		close_top(r, NULL, NULL);
+	} else if (!strcmp(ev->type, "TaskFailed") || !strcmp(ev->type, "TaskTimedOut")) {
+		/* one span per attempt: a retry opens the next one */
+		struct open_span *s = r->depth ? &r->stack[r->depth - 1] : NULL;
+		if (s && s->span && !strcmp(s->type, "Task")) {
+			const char *err = tm_json_str(ev->details, "error");
+			trace_span_record_error(s->span, err ? err : "States.TaskFailed",
+						tm_json_str(ev->details, "cause")
+							? tm_json_str(ev->details, "cause") : "task failed",
+						NULL);
+			trace_span_end(s->span, 0);
+			s->span = NULL;
+		}
+	} else if (!strcmp(ev->type, "TaskScheduled")) {
+		struct open_span *s = r->depth ? &r->stack[r->depth - 1] : NULL;
+		if (s && !s->span && !strcmp(s->type, "Task")) {
+			char nm[128];
+			unsigned attempt = s->attempt + 1;
+			snprintf(nm, sizeof nm, "%s", s->name);
+			r->depth--;
+			open_state(r, nm, "Task", attempt, false);
+		}
+	} else if (!strcmp(ev->type, "MapIterationFailed") || !strcmp(ev->type, "MapIterationAborted") ||
+		   !strcmp(ev->type, "ParallelStateFailed")) {
+		const char *want = ev->type[0] == 'M' ? "Map" : "Parallel";
+		while (r->depth && strcmp(r->stack[r->depth - 1].type, want))
+			close_top(r, "States.BranchFailed", "a branch failed");
+	}
+}
+
+/* ------------------------------------------------------------- persistence */
+
+/* Stores the buffered events and (when not NULL) the checkpoint in one
+ * transaction. Under no engine lock: only the writer mutex. */
+static tm_err store_flush(struct fx *r, const char *ckpt, const flow_execution *end)
+{
+	flow_engine *e = r->e;
+	tm_err err = TM_OK;
+	size_t i;
+	json_t *ev;
+
+	pthread_mutex_lock(&e->db_mu);
+	if ((err = step_done(e, e->st[ST_BEGIN])))
+		goto out;
+	json_array_foreach(r->events, i, ev) {
+		sqlite3_stmt *s = e->st[ST_EVENT];
+		sqlite3_bind_text(s, 1, r->arn, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, tm_json_int(ev, "id", 0));
+		sqlite3_bind_int64(s, 3, tm_json_int(ev, "previousEventId", 0));
+		sqlite3_bind_int64(s, 4, tm_json_int(ev, "ts", 0));
+		bind_text(s, 5, tm_json_str(ev, "type"));
+		bind_text(s, 6, tm_json_str(ev, "details"));
+		if ((err = step_done(e, s)))
+			goto rollback;
+	}
+	if (end) {
+		sqlite3_stmt *s = e->st[ST_END];
+		flow_status stt = flow_execution_status(end);
+		char *out = stt == FLOW_SUCCEEDED ? flow_json_dump(flow_execution_output(end)) : NULL;
+		bind_text(s, 1, flow_status_name(stt));
+		bind_text(s, 2, out);
+		bind_text(s, 3, flow_execution_error(end));
+		bind_text(s, 4, flow_execution_cause(end));
+		sqlite3_bind_int64(s, 5, (sqlite3_int64)tm_clock_wall_ns());
+		sqlite3_bind_text(s, 6, r->arn, -1, SQLITE_STATIC);
+		err = step_done(e, s);
+		free(out);
+	} else if (ckpt) {
+		sqlite3_stmt *s = e->st[ST_CKPT];
+		sqlite3_bind_text(s, 1, ckpt, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, r->arn, -1, SQLITE_STATIC);
+		err = step_done(e, s);
+	}
+	if (err)
+		goto rollback;
+	if ((err = step_done(e, e->st[ST_COMMIT])))
+		goto rollback;
+	json_array_clear(r->events);
+	goto out;
+rollback:
+	if (step_done(e, e->st[ST_ROLLBACK])) {}
+out:
+	pthread_mutex_unlock(&e->db_mu);
+	return err;
+}
+
+static bool is_interrupted(struct fx *r)
+{
+	return __atomic_load_n(&r->interrupted, __ATOMIC_ACQUIRE);
+}
+
+static void on_event(void *arg, const flow_event *ev)
+{
+	struct fx *r = arg;
+	if (is_interrupted(r))
+		return;
+	char *details = json_dumps(ev->details, JSON_COMPACT);
+	json_t *row = json_pack("{s:I,s:I,s:I,s:s,s:s}", "id", (json_int_t)ev->id,
+				"previousEventId", (json_int_t)ev->previous_id,
+				"ts", (json_int_t)ev->timestamp_ns, "type", ev->type,
+				"details", details ? details : "{}");
+	free(details);
+	if (row)
+		json_array_append_new(r->events, row);
+	trace_event(r, ev);
+}
+
+static void on_checkpoint(void *arg, flow_execution *x)
+{
+	struct fx *r = arg;
+	if (is_interrupted(r))
+		return;
+	json_t *c = flow_execution_checkpoint(x);
+	char *text = c ? json_dumps(c, JSON_COMPACT) : NULL;
+	if (text && store_flush(r, text, NULL) == TM_OK) {
+		json_decref(r->ckpt);
+		r->ckpt = c;
+		c = NULL;
+	}
+	free(text);
+	json_decref(c);
+}
+
+static flow_task_status on_task(void *arg, const flow_task_request *req, flow_task_result *res)
+{
+	struct fx *r = arg;
+	trace_context parent;
+	/* the Task state's span parents what the task causes */
+	span_parent_ctx(r, &parent);
+	return flow__engine_task(&r->e->cfg, req, &parent, res);
+}
+
+/* ---------------------------------------------------------------- running */
+
+static void fx_free(struct fx *r)
+{
+	if (!r)
+		return;
+	close_all(r, NULL, NULL);
+	if (r->exec_span)
+		trace_span_end(r->exec_span, 0);
+	json_decref(r->input);
+	json_decref(r->ckpt);
+	json_decref(r->events);
+	free(r->arn);
+	free(r->name);
+	free(r->machine);
+	free(r);
+}
+
+/* Ends the spans of a finished execution. */
+static void trace_finish(struct fx *r, const flow_execution *x)
+{
+	flow_status s = flow_execution_status(x);
+	const char *err = flow_execution_error(x), *cause = flow_execution_cause(x);
+	close_all(r, s == FLOW_SUCCEEDED ? NULL : err ? err : flow_status_name(s), cause);
+	if (r->exec_span) {
+		trace_span_set_str(r->exec_span, "aws.step_functions.execution.status",
+				   flow_status_name(s));
+		if (s != FLOW_SUCCEEDED)
+			trace_span_record_error(r->exec_span, err ? err : flow_status_name(s),
+						cause ? cause : flow_status_name(s), NULL);
+		trace_span_end(r->exec_span, 0);
+		r->exec_span = NULL;
+	}
+}
+
+/* Runs (or resumes) one execution on a worker; returns with it ended,
+ * suspended (r->wake_ns set) or interrupted. No lock held. */
+static void run_fx(flow_engine *e, struct fx *r, flow_machine *m)
+{
+	flow_options o = {0};
+	flow_execution *x = NULL;
+	tm_err err;
+
+	o.execution_name = r->name;
+	o.invoke = on_task;
+	o.invoke_arg = r;
+	o.on_event = on_event;
+	o.event_arg = r;
+	o.on_checkpoint = on_checkpoint;
+	o.checkpoint_arg = r;
+	o.suspend_waits = true;
+	o.max_history = 1; /* the store keeps the history */
+	r->wake_ns = 0;
+	if (r->ckpt) {
+		err = flow_execution_restore(m, r->ckpt, &o, &x);
+		/* the resumed state's Entered event is not emitted again: after
+		 * a restart its span is opened here, under the stored context */
+		if (!err && !r->depth) {
+			const char *st = tm_json_str(json_object_get(r->ckpt, "frame"), "state");
+			const json_t *def = json_object_get(
+				json_object_get(flow_machine_definition(m), "States"), st ? st : "");
+			open_state(r, st ? st : "?", tm_json_str(def, "Type") ? tm_json_str(def, "Type") : "?",
+				   0, true);
+		}
+	} else {
+		err = flow_execution_new(m, r->input, &o, &x);
+	}
+	if (err) {
+		tm_log(TM_LOG_ERROR, "flow", "cannot resume execution", "arn", r->arn,
+		       "error", tm_strerror(err), NULL);
+		return;
+	}
+	pthread_mutex_lock(&e->mu);
+	r->x = x;
+	if (r->stop)
+		flow_execution_abort(x);
+	else if (e->stopping)
+		flow_execution_interrupt(x);
+	pthread_mutex_unlock(&e->mu);
+
+	if (flow_execution_run(x)) {}
+
+	pthread_mutex_lock(&e->mu);
+	r->x = NULL;
+	pthread_mutex_unlock(&e->mu);
+	if (flow_execution_status(x) == FLOW_RUNNING) {
+		r->wake_ns = flow_execution_suspended_until(x);
+		if (!r->wake_ns)
+			__atomic_store_n(&r->interrupted, true, __ATOMIC_RELEASE);
+	} else if (!is_interrupted(r)) {
+		if (store_flush(r, NULL, x)) {}
+		trace_finish(r, x);
+	}
+	flow_execution_free(x);
+}
+
+static void fx_unlink(flow_engine *e, struct fx *r)
+{
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		e->active = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	e->nactive--;
+}
+
+static void *worker(void *arg)
+{
+	flow_engine *e = arg;
+
+	pthread_mutex_lock(&e->mu);
+	while (!e->stopping) {
+		uint64_t now = tm_clock_wall_ns();
+		while (e->nheap && e->heap[0]->wake_ns <= now) {
+			struct fx *r = e->heap[0];
+			heap_remove(e, r);
+			ready_push(e, r);
+		}
+		struct fx *r = ready_pop(e);
+		if (r) {
+			flow_machine *m = machine_find(e, r->machine);
+			pthread_mutex_unlock(&e->mu);
+			if (m)
+				run_fx(e, r, m);
+			else
+				tm_log(TM_LOG_ERROR, "flow", "execution of an unknown machine",
+				       "arn", r->arn, "machine", r->machine, NULL);
+			pthread_mutex_lock(&e->mu);
+			if (m && r->wake_ns && !is_interrupted(r)) {
+				if (r->stop)
+					ready_push(e, r);
+				else if (heap_push(e, r)) {}
+			} else if (m && !is_interrupted(r)) {
+				fx_unlink(e, r);
+				fx_free(r);
+				pthread_cond_broadcast(&e->done);
+			}
+			continue;
+		}
+		if (e->nheap) {
+			uint64_t d = e->heap[0]->wake_ns;
+			struct timespec ts = {.tv_sec = (time_t)(d / TM_NS_PER_S),
+					      .tv_nsec = (long)(d % TM_NS_PER_S)};
+			pthread_cond_timedwait(&e->work, &e->mu, &ts);
+		} else {
+			pthread_cond_wait(&e->work, &e->mu);
+		}
+	}
+	pthread_mutex_unlock(&e->mu);
+	return NULL;
+}
+
+/* Under e->mu. Takes nothing; copies strings. */
+static struct fx *fx_new(flow_engine *e, const char *arn, const char *name, const char *machine)
+{
+	struct fx *r = calloc(1, sizeof *r);
+	if (!r)
+		return NULL;
+	r->e = e;
+	r->arn = xstrdup(arn);
+	r->name = xstrdup(name);
+	r->machine = xstrdup(machine);
+	r->events = json_array();
+	r->heap_idx = SIZE_MAX;
+	trace_context_init(&r->exec_ctx);
+	if (!r->arn || !r->name || !r->machine || !r->events) {
+		fx_free(r);
+		return NULL;
+	}
+	r->next = e->active;
+	if (e->active)
+		e->active->prev = r;
+	e->active = r;
+	e->nactive++;
+	return r;
+}
+
+static struct fx *fx_find(flow_engine *e, const char *arn)
+{
+	for (struct fx *r = e->active; r; r = r->next)
+		if (!strcmp(r->arn, arn))
+			return r;
+	return NULL;
+}
+
+/* ------------------------------------------------------------------- open */
+
+void flow_engine_config_init(flow_engine_config *cfg)
+{
+	memset(cfg, 0, sizeof *cfg);
+	cfg->workers = 2;
+	cfg->max_executions = 10000;
+}
+
+static tm_err load(flow_engine *e)
+{
+	sqlite3_stmt *s = NULL;
+	tm_err err = TM_OK;
+
+	if (sqlite3_prepare_v2(e->db, "SELECT name, definition FROM machines", -1, &s, NULL))
+		return TM_ERR_DB;
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		const char *name = col_text(s, 0), *def = col_text(s, 1);
+		flow_machine *m = NULL;
+		if (flow_machine_parse(def, strlen(def), name, &m, NULL)) {
+			tm_log(TM_LOG_WARN, "flow", "stored machine no longer valid", "name", name, NULL);
+			continue;
+		}
+		if ((err = machine_put(e, name, m))) {
+			flow_machine_free(m);
+			break;
+		}
+	}
+	sqlite3_finalize(s);
+	if (err)
+		return err;
+	if (sqlite3_prepare_v2(e->db,
+			       "SELECT arn, name, machine, input, checkpoint, trace FROM executions"
+			       " WHERE status = 'RUNNING' ORDER BY start_ns", -1, &s, NULL))
+		return TM_ERR_DB;
+	uint64_t now = tm_clock_wall_ns();
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		struct fx *r = fx_new(e, col_text(s, 0), col_text(s, 1), col_text(s, 2));
+		char msg[64];
+		if (!r) {
+			err = TM_ERR_NOMEM;
+			break;
+		}
+		const char *in = col_text(s, 3), *ck = col_text(s, 4), *tp = col_text(s, 5);
+		if (tm_json_parse(in, strlen(in), &r->input, msg, sizeof msg))
+			r->input = json_object();
+		if (ck && tm_json_parse(ck, strlen(ck), &r->ckpt, msg, sizeof msg))
+			r->ckpt = NULL;
+		/* the execution span ended with the previous process: resumed
+		 * states hang under its stored context */
+		if (tp && !trace_w3c_parse_traceparent(tp, &r->exec_ctx))
+			trace_context_init(&r->exec_ctx);
+		uint64_t wake = r->ckpt ? (uint64_t)tm_json_int(json_object_get(r->ckpt, "frame"),
+							       "waitUntilNs", 0) : 0;
+		uint64_t dl = r->ckpt ? (uint64_t)tm_json_int(r->ckpt, "deadlineNs", 0) : 0;
+		if (dl && wake > dl)
+			wake = dl;
+		if (wake > now) {
+			r->wake_ns = wake;
+			if ((err = heap_push(e, r)))
+				break;
+		} else {
+			ready_push(e, r);
+		}
+	}
+	sqlite3_finalize(s);
+	return err;
+}
+
+tm_err flow_engine_open(const flow_engine_config *cfg, flow_engine **out)
+{
+	flow_engine *e;
+	tm_err err = TM_ERR_DB;
+	char *msg = NULL;
+
+	*out = NULL;
+	if (!cfg || !cfg->db_path)
+		return TM_ERR_INVALID;
+	if (!(e = calloc(1, sizeof *e)))
+		return TM_ERR_NOMEM;
+	e->cfg = *cfg;
+	if (!e->cfg.workers)
+		e->cfg.workers = 2;
+	if (!e->cfg.max_executions)
+		e->cfg.max_executions = 10000;
+	if (!e->cfg.tracer)
+		e->cfg.tracer = trace_global();
+	e->db_path = strdup(cfg->db_path);
+	pthread_mutex_init(&e->db_mu, NULL);
+	pthread_mutex_init(&e->mu, NULL);
+	pthread_cond_init(&e->work, NULL);
+	pthread_cond_init(&e->done, NULL);
+	e->cfg.db_path = e->db_path;
+	if (sqlite3_open_v2(cfg->db_path, &e->db,
+			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL)) {
+		tm_log(TM_LOG_ERROR, "flow", "cannot open the store", "path", cfg->db_path,
+		       "error", e->db ? sqlite3_errmsg(e->db) : "out of memory", NULL);
+		goto fail;
+	}
+	sqlite3_busy_timeout(e->db, 5000);
+	if (sqlite3_exec(e->db, SCHEMA, NULL, NULL, &msg)) {
+		tm_log(TM_LOG_ERROR, "flow", "cannot create the schema", "error", msg ? msg : "?", NULL);
+		sqlite3_free(msg);
+		goto fail;
+	}
+	for (int i = 0; i < ST__COUNT; i++)
+		if (sqlite3_prepare_v3(e->db, STMTS[i], -1, SQLITE_PREPARE_PERSISTENT, &e->st[i], NULL)) {
+			tm_log(TM_LOG_ERROR, "flow", "cannot prepare", "error", sqlite3_errmsg(e->db), NULL);
+			goto fail;
+		}
+	if ((err = load(e)))
+		goto fail;
+	e->threads = calloc(e->cfg.workers, sizeof *e->threads);
+	if (!e->threads) {
+		err = TM_ERR_NOMEM;
+		goto fail;
+	}
+	for (unsigned i = 0; i < e->cfg.workers; i++) {
+		if (pthread_create(&e->threads[i], NULL, worker, e)) {
+			err = TM_ERR_INTERNAL;
+			goto fail;
+		}
+		e->nthreads++;
+	}
+	*out = e;
+	return TM_OK;
+fail:
+	flow_engine_close(e);
+	return err;
+}
+
+static void machines_free(struct machine_ent *me)
+{
+	while (me) {
+		struct machine_ent *next = me->next;
+		flow_machine_free(me->m);
+		free(me->name);
+		free(me);
+		me = next;
+	}
+}
+
+void flow_engine_close(flow_engine *e)
+{
+	if (!e)
+		return;
+	pthread_mutex_lock(&e->mu);
+	e->stopping = true;
+	for (struct fx *r = e->active; r; r = r->next) {
+		__atomic_store_n(&r->interrupted, true, __ATOMIC_RELEASE);
+		if (r->x)
+			flow_execution_interrupt(r->x);
+	}
+	pthread_cond_broadcast(&e->work);
+	pthread_mutex_unlock(&e->mu);
+	for (unsigned i = 0; i < e->nthreads; i++)
+		pthread_join(e->threads[i], NULL);
+	free(e->threads);
+	while (e->active) {
+		struct fx *r = e->active;
+		/* spans of executions that resume in the next process */
+		for (size_t i = 0; i < r->depth; i++)
+			if (r->stack[i].span)
+				trace_span_set_bool(r->stack[i].span, "aws.step_functions.interrupted", true);
+		if (r->exec_span)
+			trace_span_set_bool(r->exec_span, "aws.step_functions.interrupted", true);
+		fx_unlink(e, r);
+		fx_free(r);
+	}
+	free(e->heap);
+	for (int i = 0; i < ST__COUNT; i++)
+		sqlite3_finalize(e->st[i]);
+	if (e->db)
+		sqlite3_close(e->db);
+	machines_free(e->machines);
+	machines_free(e->retired);
+	pthread_cond_destroy(&e->work);
+	pthread_cond_destroy(&e->done);
+	pthread_mutex_destroy(&e->mu);
+	pthread_mutex_destroy(&e->db_mu);
+	free(e->db_path);
+	free(e);
+}
+
+/* ------------------------------------------------------------------- API */
+
+tm_err flow_engine_register(flow_engine *e, const char *name, const char *definition,
+			    size_t len, char **errors)
+{
+	flow_machine *m = NULL;
+	tm_err err;
+
+	if (errors)
+		*errors = NULL;
+	if (!name || !*name || !definition)
+		return TM_ERR_INVALID;
+	if ((err = flow_machine_parse(definition, len, name, &m, errors)))
+		return err;
+	char *def = strndup(definition, len);
+	if (!def) {
+		flow_machine_free(m);
+		return TM_ERR_NOMEM;
+	}
+	pthread_mutex_lock(&e->db_mu);
+	sqlite3_stmt *s = e->st[ST_MACHINE];
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, def, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)tm_clock_wall_ns());
+	err = step_done(e, s);
+	pthread_mutex_unlock(&e->db_mu);
+	free(def);
+	if (err) {
+		flow_machine_free(m);
+		return err;
+	}
+	pthread_mutex_lock(&e->mu);
+	err = machine_put(e, name, m);
+	pthread_mutex_unlock(&e->mu);
+	if (err)
+		flow_machine_free(m);
+	return err;
+}
+
+/* The execution span's parent: the caller's context, else a `_datadog`
+ * carrier in the input (what Datadog's tracers add to Step Functions
+ * inputs), else none (a root). */
+static trace_span *start_exec_span(flow_engine *e, const char *machine, const char *arn,
+				   json_t *input, const trace_context *parent)
+{
+	trace_context ctx;
+	trace_context_init(&ctx);
+	if (parent && trace_context_is_valid(parent)) {
+		ctx = *parent;
+	} else {
+		json_t *dd = json_object_get(input, "_datadog");
+		if (json_is_object(dd)) {
+			trace_carrier c = trace_carrier_json(dd);
+			if (!trace_extract(NULL, &c, &ctx, NULL))
+				trace_context_init(&ctx);
+		}
+	}
+	char name[300];
+	snprintf(name, sizeof name, "execute %s", machine);
+	trace_attr attrs[] = {
+		TRACE_ATTR_S("aws.step_functions.execution.arn", arn),
+		TRACE_ATTR_S("aws.step_functions.state_machine.name", machine),
+	};
+	trace_span_opts o = {.kind = TRACE_KIND_INTERNAL,
+			     .parent = trace_context_is_valid(&ctx) ? TRACE_PARENT_CONTEXT
+								    : TRACE_PARENT_NONE,
+			     .parent_ctx = &ctx, .attrs = attrs, .nattrs = TM_ARRAY_LEN(attrs)};
+	return trace_span_start(tracer(e), name, &o);
+}
+
+tm_err flow_engine_start(flow_engine *e, const char *machine, const char *execution_name,
+			 const char *input, const trace_context *parent, char **arn)
+{
+	char uuid[37], msg[128], tp[56];
+	json_t *in = NULL;
+	tm_buf b;
+	tm_err err;
+
+	*arn = NULL;
+	if (!machine)
+		return TM_ERR_INVALID;
+	if (tm_json_parse(input ? input : "{}", input ? strlen(input) : 2, &in, msg, sizeof msg))
+		return TM_ERR_PARSE;
+	if (!execution_name) {
+		tm_uuid4(uuid);
+		execution_name = uuid;
+	}
+	/* AWS: names are 1-80 characters */
+	if (!*execution_name || strlen(execution_name) > 80 || strchr(execution_name, ':')) {
+		json_decref(in);
+		return TM_ERR_INVALID;
+	}
+	tm_buf_init(&b, 1024);
+	if ((err = tm_buf_printf(&b, ARN_PREFIX "execution:%s:%s", machine, execution_name))) {
+		tm_buf_free(&b);
+		json_decref(in);
+		return err;
+	}
+	char *a = tm_buf_detach(&b);
+	char *text = json_dumps(in, JSON_COMPACT);
+
+	pthread_mutex_lock(&e->mu);
+	if (e->stopping) {
+		err = TM_ERR_CLOSED;
+		goto unlock;
+	}
+	if (!machine_find(e, machine)) {
+		err = TM_ERR_NOT_FOUND;
+		goto unlock;
+	}
+	if (e->nactive >= e->cfg.max_executions) {
+		err = TM_ERR_LIMIT;
+		goto unlock;
+	}
+	struct fx *r = fx_new(e, a, execution_name, machine);
+	if (!r || !text) {
+		err = TM_ERR_NOMEM;
+		goto unlock;
+	}
+	r->input = in;
+	in = NULL;
+	r->exec_span = start_exec_span(e, machine, a, r->input, parent);
+	trace_span_context(r->exec_span, &r->exec_ctx);
+	trace_w3c_format_traceparent(&r->exec_ctx, tp);
+
+	pthread_mutex_lock(&e->db_mu);
+	sqlite3_stmt *s = e->st[ST_NEW];
+	sqlite3_bind_text(s, 1, a, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, execution_name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, machine, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 4, text, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 5, (sqlite3_int64)tm_clock_wall_ns());
+	sqlite3_bind_text(s, 6, tp, -1, SQLITE_STATIC);
+	err = step_done(e, s);
+	pthread_mutex_unlock(&e->db_mu);
+	if (err) {
+		/* the name is taken: nothing ran, the span is not kept */
+		fx_unlink(e, r);
+		fx_free(r);
+		goto unlock;
+	}
+	ready_push(e, r);
+	*arn = a;
+	a = NULL;
+unlock:
+	pthread_mutex_unlock(&e->mu);
+	free(a);
+	free(text);
+	json_decref(in);
+	return err;
+}
+
+tm_err flow_engine_describe(flow_engine *e, const char *arn, json_t **out)
+{
+	tm_err err = TM_ERR_NOT_FOUND;
+	char d1[32], d2[32];
+
+	*out = NULL;
+	pthread_mutex_lock(&e->db_mu);
+	sqlite3_stmt *s = e->st[ST_DESCRIBE];
+	sqlite3_bind_text(s, 1, arn, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		format_ns((uint64_t)sqlite3_column_int64(s, 7), d1);
+		json_t *o = json_pack("{s:s,s:s+,s:s,s:s,s:s,s:s}", "executionArn", arn,
+				      "stateMachineArn", ARN_PREFIX "stateMachine:", col_text(s, 1),
+				      "name", col_text(s, 0), "status", col_text(s, 2),
+				      "input", col_text(s, 3), "startDate", d1);
+		if (o && col_text(s, 4))
+			json_object_set_new(o, "output", json_string(col_text(s, 4)));
+		if (o && col_text(s, 5))
+			json_object_set_new(o, "error", json_string(col_text(s, 5)));
+		if (o && col_text(s, 6))
+			json_object_set_new(o, "cause", json_string(col_text(s, 6)));
+		if (o && sqlite3_column_type(s, 8) != SQLITE_NULL) {
+			format_ns((uint64_t)sqlite3_column_int64(s, 8), d2);
+			json_object_set_new(o, "stopDate", json_string(d2));
+		}
+		*out = o;
+		err = o ? TM_OK : TM_ERR_NOMEM;
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	pthread_mutex_unlock(&e->db_mu);
+	return err;
+}
+
+tm_err flow_engine_list(flow_engine *e, const char *machine, const char *status, size_t max,
+			json_t **out)
+{
+	sqlite3_stmt *s = NULL;
+	tm_err err = TM_OK;
+	char d[32];
+
+	*out = json_array();
+	if (!*out)
+		return TM_ERR_NOMEM;
+	pthread_mutex_lock(&e->db_mu);
+	if (sqlite3_prepare_v2(e->db,
+			       "SELECT arn, name, machine, status, start_ns, stop_ns FROM executions"
+			       " WHERE (?1 IS NULL OR machine = ?1) AND (?2 IS NULL OR status = ?2)"
+			       " ORDER BY start_ns DESC LIMIT ?3", -1, &s, NULL)) {
+		err = TM_ERR_DB;
+		goto out;
+	}
+	bind_text(s, 1, machine);
+	bind_text(s, 2, status);
+	sqlite3_bind_int64(s, 3, max ? (sqlite3_int64)max : 1000);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		format_ns((uint64_t)sqlite3_column_int64(s, 4), d);
+		json_t *o = json_pack("{s:s,s:s,s:s+,s:s,s:s}", "executionArn", col_text(s, 0),
+				      "name", col_text(s, 1), "stateMachineArn",
+				      ARN_PREFIX "stateMachine:", col_text(s, 2),
+				      "status", col_text(s, 3), "startDate", d);
+		if (o && sqlite3_column_type(s, 5) != SQLITE_NULL) {
+			format_ns((uint64_t)sqlite3_column_int64(s, 5), d);
+			json_object_set_new(o, "stopDate", json_string(d));
+		}
+		if (!o || json_array_append_new(*out, o)) {
+			err = TM_ERR_NOMEM;
+			break;
+		}
+	}
+out:
+	sqlite3_finalize(s);
+	pthread_mutex_unlock(&e->db_mu);
+	if (err) {
+		json_decref(*out);
+		*out = NULL;
+	}
+	return err;
+}
+
+tm_err flow_engine_history(flow_engine *e, const char *arn, json_t **out)
+{
+	tm_err err = TM_OK;
+	char ts[32], msg[64];
+
+	*out = json_array();
+	if (!*out)
+		return TM_ERR_NOMEM;
+	pthread_mutex_lock(&e->db_mu);
+	sqlite3_stmt *s = e->st[ST_HISTORY];
+	sqlite3_bind_text(s, 1, arn, -1, SQLITE_STATIC);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		json_t *details = NULL;
+		const char *dt = col_text(s, 4);
+		if (tm_json_parse(dt, strlen(dt), &details, msg, sizeof msg))
+			details = json_object();
+		format_ns((uint64_t)sqlite3_column_int64(s, 2), ts);
+		json_t *o = json_pack("{s:I,s:I,s:s,s:s,s:o}", "id",
+				      (json_int_t)sqlite3_column_int64(s, 0), "previousEventId",
+				      (json_int_t)sqlite3_column_int64(s, 1), "timestamp", ts,
+				      "type", col_text(s, 3), "details", details);
+		if (!o || json_array_append_new(*out, o)) {
+			err = TM_ERR_NOMEM;
+			break;
+		}
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	pthread_mutex_unlock(&e->db_mu);
+	if (err) {
+		json_decref(*out);
+		*out = NULL;
+	}
+	return err;
+}
+
+tm_err flow_engine_wait(flow_engine *e, const char *arn, int timeout_ms)
+{
+	uint64_t deadline = tm_clock_wall_ns() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) * TM_NS_PER_MS;
+	tm_err err = TM_OK;
+
+	pthread_mutex_lock(&e->mu);
+	while (fx_find(e, arn)) {
+		if (e->stopping) {
+			err = TM_ERR_CLOSED;
+			break;
+		}
+		if (timeout_ms < 0) {
+			pthread_cond_wait(&e->done, &e->mu);
+			continue;
+		}
+		if (tm_clock_wall_ns() >= deadline) {
+			err = TM_ERR_TIMEOUT;
+			break;
+		}
+		struct timespec ts = {.tv_sec = (time_t)(deadline / TM_NS_PER_S),
+				      .tv_nsec = (long)(deadline % TM_NS_PER_S)};
+		pthread_cond_timedwait(&e->done, &e->mu, &ts);
+	}
+	pthread_mutex_unlock(&e->mu);
+	if (err)
+		return err;
+	json_t *d = NULL;
+	err = flow_engine_describe(e, arn, &d);
+	json_decref(d);
+	return err;
+}
+
+tm_err flow_engine_stop(flow_engine *e, const char *arn)
+{
+	tm_err err = TM_OK;
+
+	pthread_mutex_lock(&e->mu);
+	struct fx *r = fx_find(e, arn);
+	if (!r) {
+		err = TM_ERR_NOT_FOUND;
+	} else {
+		r->stop = true;
+		if (r->x) {
+			flow_execution_abort(r->x);
+		} else if (r->heap_idx != SIZE_MAX) {
+			/* a waiting execution: resume it now, it aborts at once */
+			heap_remove(e, r);
+			ready_push(e, r);
+		}
+	}
+	pthread_mutex_unlock(&e->mu);
+	return err;
+}
