@@ -11,6 +11,9 @@
 
 /* -------------------------------------------------------------- script */
 
+#define LG_MAX_PHASE_S 1e7 /* seconds in one phase (~115 days) */
+#define LG_MAX_RATE 1e6    /* arrivals per second */
+
 typedef enum lg_phase_kind {
 	LG_PHASE_RATE,  /* arrivalRate for duration */
 	LG_PHASE_RAMP,  /* arrivalRate → rampTo over duration */

@@ -47,7 +47,7 @@ static tm_err phase_count(const lg_phase *ph, uint64_t *count, uint64_t *tick_us
 		if (n > LOADGEN_MAX_ARRIVALS)
 			return TM_ERR_LIMIT;
 		*count = (uint64_t)n;
-		*tick_us = (uint64_t)tick;
+		*tick_us = n > 0 ? (uint64_t)tick : 0; /* tick <= duration here */
 		return TM_OK;
 	}
 	case LG_PHASE_COUNT:

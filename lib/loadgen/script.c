@@ -168,9 +168,13 @@ static tm_err compile_phase(struct ctx *c, const json_t *p, size_t i, lg_phase *
 			return fail(c, where, "duration must be seconds (a number or \"30s\", \"2m\", …)");
 		has_dur = true;
 	}
+	if (has_dur && ph->duration_s > LG_MAX_PHASE_S)
+		return fail(c, where, "duration above the limit of %.0f seconds", LG_MAX_PHASE_S);
 	if ((v = json_object_get(p, "pause"))) {
 		if (!lg__parse_duration(v, &ph->duration_s))
 			return fail(c, where, "pause must be seconds");
+		if (ph->duration_s > LG_MAX_PHASE_S)
+			return fail(c, where, "pause above the limit of %.0f seconds", LG_MAX_PHASE_S);
 		ph->kind = LG_PHASE_PAUSE;
 		return TM_OK;
 	}
@@ -179,19 +183,19 @@ static tm_err compile_phase(struct ctx *c, const json_t *p, size_t i, lg_phase *
 	if ((v = json_object_get(p, "arrivalCount"))) {
 		if (!number_of(v, &d) || d < 0 || d != floor(d))
 			return fail(c, where, "arrivalCount must be a whole number >= 0");
+		if (d > LOADGEN_MAX_ARRIVALS)
+			return fail(c, where, "arrivalCount above the limit of %u", LOADGEN_MAX_ARRIVALS);
 		ph->kind = LG_PHASE_COUNT;
 		ph->count = (uint64_t)d;
-		if (ph->count > LOADGEN_MAX_ARRIVALS)
-			return fail(c, where, "arrivalCount above the limit of %u", LOADGEN_MAX_ARRIVALS);
 		return TM_OK;
 	}
 	if (!(v = json_object_get(p, "arrivalRate")))
 		return fail(c, where, "needs arrivalRate, arrivalCount or pause");
-	if (!number_of(v, &ph->rate) || ph->rate < 0)
-		return fail(c, where, "arrivalRate must be a number >= 0");
+	if (!number_of(v, &ph->rate) || ph->rate < 0 || ph->rate > LG_MAX_RATE)
+		return fail(c, where, "arrivalRate must be a number between 0 and %.0f", LG_MAX_RATE);
 	if ((v = json_object_get(p, "rampTo"))) {
-		if (!number_of(v, &ph->ramp_to) || ph->ramp_to < 0)
-			return fail(c, where, "rampTo must be a number >= 0");
+		if (!number_of(v, &ph->ramp_to) || ph->ramp_to < 0 || ph->ramp_to > LG_MAX_RATE)
+			return fail(c, where, "rampTo must be a number between 0 and %.0f", LG_MAX_RATE);
 		/* Artillery ramps in one-second periods. */
 		if (ph->duration_s < 1 || ph->duration_s != floor(ph->duration_s))
 			return fail(c, where, "a rampTo phase needs a whole number of seconds (>= 1)");

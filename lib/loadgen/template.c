@@ -53,6 +53,18 @@ static double num_or(const json_t *v, double def)
 	return json_is_number(v) ? json_number_value(v) : def;
 }
 
+/* A double as an integer, clamped so the conversion is always defined. */
+static json_int_t clamp_int(double d)
+{
+	if (!(d == d))
+		return 0;
+	if (d < -9e15)
+		return (json_int_t)-9e15;
+	if (d > 9e15)
+		return (json_int_t)9e15;
+	return (json_int_t)d;
+}
+
 /* ------------------------------------------------------------ registry */
 
 /*
@@ -84,8 +96,7 @@ static void fn_random_int(json_t *vars)
 	double hi = num_or(json_object_get(vars, "randomIntMax"), 100);
 
 	json_object_set_new(vars, "randomInt",
-			    json_integer(random_int((json_int_t)ceil(lo),
-						    (json_int_t)floor(hi))));
+			    json_integer(random_int(clamp_int(ceil(lo)), clamp_int(floor(hi)))));
 }
 
 static void fn_random_number(json_t *vars)
@@ -101,8 +112,7 @@ static void fn_random_string(json_t *vars)
 {
 	double len = num_or(json_object_get(vars, "randomStringLength"), 10);
 
-	json_object_set_new(vars, "randomString",
-			    random_string(len > 0 ? (json_int_t)len : 0));
+	json_object_set_new(vars, "randomString", random_string(clamp_int(len)));
 }
 
 static void fn_pick(json_t *vars)
@@ -269,7 +279,7 @@ static json_t *eval(const char *expr, const json_t *vars)
 		return json_real(lo + tm_rand_double() * (hi - lo));
 	}
 	if ((n = call_args(expr, "$randomString", a, 1)) >= 0)
-		return random_string(n > 0 && a[0] > 0 ? (json_int_t)a[0] : 10);
+		return random_string(n > 0 ? clamp_int(a[0]) : 10);
 	const json_t *v = json_is_object(vars) ? json_object_get(vars, expr) : NULL;
 	if (!v)
 		v = lookup_path(vars, expr);

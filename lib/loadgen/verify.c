@@ -357,6 +357,9 @@ tm_err loadgen_verify_traces(loadgen_report *r, const loadgen_verify_options *o)
 	}
 	double wait_s = o->wait_s > 0 ? o->wait_s : 60;
 	double poll_s = o->poll_s > 0 ? o->poll_s : 1;
+	/* a week of model time is plenty and keeps the ns conversions defined */
+	wait_s = wait_s < 604800 ? wait_s : 604800;
+	poll_s = poll_s < wait_s ? poll_s : wait_s;
 	long tmo = o->request_timeout_ms > 0 ? o->request_timeout_ms : 5000;
 	uint64_t deadline = tm_clock_mono_ns() + tm_clock_scaled_ns((uint64_t)(wait_s * 1e9));
 	tm_buf body, probs;

@@ -112,6 +112,13 @@ static void bad_scripts_are_refused_with_their_place(void **state)
 		{"scenarios: []\n", "non-empty list"},
 		{"scenarios: [{name: a, weight: 0, flow: []}]\n", "weight 0"},
 		{"config: {http: {timeout: 0}}\nscenarios: [{flow: []}]\n", "config.http.timeout"},
+		{"config: {phases: [{duration: 1e300, arrivalRate: 1}]}\nscenarios: [{flow: []}]\n",
+		 "duration above the limit"},
+		{"config: {phases: [{duration: 1, arrivalRate: 1, rampTo: 1e300}]}\nscenarios: [{flow: []}]\n",
+		 "rampTo must be a number between"},
+		{"config: {phases: [{pause: 1e12}]}\nscenarios: [{flow: []}]\n", "pause above the limit"},
+		{"config: {phases: [{duration: 1, arrivalCount: 1e300}]}\nscenarios: [{flow: []}]\n",
+		 "arrivalCount above the limit"},
 	};
 	char err[768];
 
@@ -230,6 +237,14 @@ static void generic_functions_follow_their_documented_variables(void **state)
 	}
 	loadgen_function_lookup("randomString")(vars);
 	assert_int_equal(strlen(json_string_value(json_object_get(vars, "randomString"))), 5);
+	/* absurd bounds are clamped, never undefined behaviour */
+	json_object_set_new(vars, "randomStringLength", json_real(1e300));
+	json_object_set_new(vars, "randomIntMin", json_real(-1e300));
+	json_object_set_new(vars, "randomIntMax", json_real(1e300));
+	loadgen_function_lookup("randomString")(vars);
+	assert_int_equal(strlen(json_string_value(json_object_get(vars, "randomString"))), 4096);
+	loadgen_function_lookup("randomInt")(vars);
+	assert_true(json_is_integer(json_object_get(vars, "randomInt")));
 	loadgen_function_lookup("randomUUID")(vars);
 	assert_int_equal(strlen(json_string_value(json_object_get(vars, "uuid"))), 36);
 	json_decref(vars);
@@ -304,6 +319,101 @@ static void durations_accept_seconds_and_unit_strings(void **state)
 	assert_non_null(strstr(err, "duration must be seconds"));
 }
 
+/* Deterministic xorshift so a failure can be replayed. */
+static uint64_t next_rand(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
+static void mutated_scripts_are_accepted_or_refused_with_a_message(void **state)
+{
+	const char *base = loadgen_default_scenario_yaml();
+	size_t len = strlen(base);
+	static const char alphabet[] = " :-{}[]\n\"'#$.0123456789abz*&!|>";
+	char *buf = malloc(len + 64);
+	char err[768];
+	uint64_t seed = 0x9e3779b97f4a7c15ULL;
+
+	assert_non_null(buf);
+	for (int round = 0; round < 1500; round++) {
+		memcpy(buf, base, len + 1);
+		size_t n = len;
+		int edits = 1 + (int)(next_rand(&seed) % 4);
+		for (int e = 0; e < edits; e++) {
+			size_t at = (size_t)(next_rand(&seed) % n);
+			switch (next_rand(&seed) % 3) {
+			case 0: /* replace */
+				buf[at] = alphabet[next_rand(&seed) % (sizeof alphabet - 1)];
+				break;
+			case 1: /* delete */
+				memmove(buf + at, buf + at + 1, n - at);
+				n--;
+				break;
+			default: /* truncate */
+				buf[at] = '\0';
+				n = at;
+				break;
+			}
+			if (!n)
+				break;
+		}
+		loadgen_script *s = NULL;
+		err[0] = '\0';
+		tm_err r = loadgen_script_parse(buf, strlen(buf), "fuzz.yml", &s, err, sizeof err);
+		if (r == TM_OK) {
+			assert_non_null(s);
+			uint64_t *t = NULL;
+			size_t na;
+			if (loadgen_schedule(s, &t, NULL, &na, NULL) == TM_OK)
+				free(t);
+			loadgen_script_free(s);
+		} else {
+			assert_null(s);
+			assert_true(strlen(err) > 0);
+		}
+	}
+	free(buf);
+}
+
+static void random_templates_and_paths_never_misbehave(void **state)
+{
+	static const char *const parts[] = {"{{", "}}", " ", "a", "b.c", "[0]", "['b']", "$",
+		"$loopCount", "$randomNumber(", ")", ",", "1", "-2", "$randomString(3)",
+		"$env.", ".", "[", "]", "'", "\"", "{", "}", "x", "1e300", "nan", "-1e300"};
+	json_t *vars = json_pack("{s:i,s:{s:[i,s]},s:s}", "a", 1, "b", "c", 7, "z", "x", "q");
+	uint64_t seed = 12345;
+	char tpl[128];
+
+	for (int round = 0; round < 3000; round++) {
+		size_t n = 0;
+		int k = 1 + (int)(next_rand(&seed) % 8);
+		tpl[0] = '\0';
+		for (int i = 0; i < k; i++) {
+			const char *p = parts[next_rand(&seed) % (sizeof parts / sizeof parts[0])];
+			size_t pl = strlen(p);
+			if (n + pl >= sizeof tpl)
+				break;
+			memcpy(tpl + n, p, pl + 1);
+			n += pl;
+		}
+		char *out = loadgen_template_string(tpl, vars);
+		assert_non_null(out);
+		free(out);
+		json_t *t = json_string(tpl);
+		json_t *v = loadgen_template_value(t, vars);
+		assert_non_null(v);
+		json_decref(v);
+		json_decref(t);
+		(void)loadgen_jsonpath(vars, tpl);
+		char id[33];
+		(void)loadgen_parse_traceresponse(tpl, id);
+	}
+	json_decref(vars);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -319,6 +429,8 @@ int main(void)
 		cmocka_unit_test(traceresponse_parsing_follows_w3c_level_2),
 		cmocka_unit_test(shipped_scenarios_parse_and_product_flow_is_the_default),
 		cmocka_unit_test(durations_accept_seconds_and_unit_strings),
+		cmocka_unit_test(mutated_scripts_are_accepted_or_refused_with_a_message),
+		cmocka_unit_test(random_templates_and_paths_never_misbehave),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
