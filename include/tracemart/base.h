@@ -113,6 +113,8 @@ void tm_rand_bytes(void *out, size_t n);
 void tm_uuid4(char out[37]);
 /* Lower-case hex of n bytes; out must hold 2n+1. */
 void tm_hex_encode(const void *in, size_t n, char *out);
+/* The value of one hex digit (either case), -1 when c is not one. */
+int tm_hex_value(char c);
 /* Decodes exactly 2n hex chars (either case) into n bytes. */
 tm_err tm_hex_decode(const char *in, size_t n, void *out) TM_WARN_UNUSED;
 

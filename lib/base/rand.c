@@ -131,7 +131,7 @@ void tm_hex_encode(const void *in, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
-static int hexval(char c)
+int tm_hex_value(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -146,7 +146,7 @@ tm_err tm_hex_decode(const char *in, size_t n, void *out)
 {
 	unsigned char *p = out;
 	for (size_t i = 0; i < n; i++) {
-		int hi = hexval(in[2 * i]), lo = hi < 0 ? -1 : hexval(in[2 * i + 1]);
+		int hi = tm_hex_value(in[2 * i]), lo = hi < 0 ? -1 : tm_hex_value(in[2 * i + 1]);
 		if (hi < 0 || lo < 0)
 			return TM_ERR_PARSE;
 		p[i] = (unsigned char)(hi << 4 | lo);

@@ -176,17 +176,6 @@ fail:
 	return err;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 tm_err http_percent_decode(const char *src, size_t len, bool plus_is_space,
 			   char *out, size_t *out_len)
 {
@@ -196,8 +185,8 @@ tm_err http_percent_decode(const char *src, size_t len, bool plus_is_space,
 		char c = src[i];
 
 		if (c == '%' && i + 2 < len) {
-			int hi = hexval(src[i + 1]);
-			int lo = hexval(src[i + 2]);
+			int hi = tm_hex_value(src[i + 1]);
+			int lo = tm_hex_value(src[i + 2]);
 
 			if (hi >= 0 && lo >= 0) {
 				c = (char)(hi << 4 | lo);

@@ -234,17 +234,6 @@ void trace_baggage_foreach(const trace_baggage *b, trace_baggage_fn fn, void *ar
 			return;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Decodes %XX escapes of a value made of baggage-octets; false when a
  * character or an escape is invalid. out holds n+1. */
 static bool decode_value(const char *v, size_t n, char *out)
@@ -258,7 +247,7 @@ static bool decode_value(const char *v, size_t n, char *out)
 		if (c == '%') {
 			if (i + 2 >= n)
 				return false;
-			int hi = hexval(v[i + 1]), lo = hexval(v[i + 2]);
+			int hi = tm_hex_value(v[i + 1]), lo = tm_hex_value(v[i + 2]);
 			/* %00 would cut the C string: refused like a bad escape. */
 			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
 				return false;
