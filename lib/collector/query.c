@@ -367,6 +367,15 @@ static json_t *summary_json(const char *trace_id, summary *sm)
 
 /* ------------------------------------------------------------- search */
 
+/* True when s appears verbatim inside JSON text (nothing to escape). */
+static bool plain_json_text(const char *s)
+{
+	for (; *s; s++)
+		if (*s == '"' || *s == '\\' || (unsigned char)*s < 0x20)
+			return false;
+	return true;
+}
+
 tm_err collector__q_traces(sqlite3 *db, const collector__query_args *a, json_t **out,
 			   char *errmsg, size_t errmsg_size)
 {
@@ -457,6 +466,11 @@ tm_err collector__q_traces(sqlite3 *db, const collector__query_args *a, json_t *
 		err = tm_buf_appends(&sql, " AND start_ns <= ?6");
 	if (!err && want_error == 1)
 		err = tm_buf_appends(&sql, " AND status = 2");
+	/* instr() first: a plain substring test rejects almost every row
+	 * before json_each parses it. It is only a prefilter when the value
+	 * is stored unescaped (no quote, backslash or control character). */
+	if (!err && tag_val && plain_json_text(tag_val))
+		err = tm_buf_appends(&sql, " AND instr(attrs, ?8) > 0");
 	if (!err && tag_val)
 		err = tm_buf_appends(&sql, " AND EXISTS (SELECT 1 FROM json_each(spans.attrs) j"
 				     " WHERE j.key = ?7 AND (CAST(j.value AS TEXT) = ?8"

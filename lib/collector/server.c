@@ -19,6 +19,7 @@ struct collector {
 	http_server *server;
 	char url[128];
 
+	pthread_mutex_t prune_mu; /* one retention pass at a time, counted before the next */
 	pthread_mutex_t mu;
 	pthread_cond_t wake;   /* writer: work or stop */
 	pthread_cond_t done;   /* flushers: progress */
@@ -89,13 +90,15 @@ static void prune_pass(collector *c, uint64_t *removed)
 		min_start = now - c->cfg.retention_age_ns;
 	if (!min_start && !c->cfg.retention_spans)
 		return;
+	pthread_mutex_lock(&c->prune_mu);
 	err = collector__store_prune(c->store, min_start, c->cfg.retention_spans,
 				     c->cfg.prune_batch, removed);
-	if (err)
-		return;
-	pthread_mutex_lock(&c->mu);
-	c->pruned += *removed;
-	pthread_mutex_unlock(&c->mu);
+	if (!err) {
+		pthread_mutex_lock(&c->mu);
+		c->pruned += *removed;
+		pthread_mutex_unlock(&c->mu);
+	}
+	pthread_mutex_unlock(&c->prune_mu);
 }
 
 static void *writer_main(void *arg)
@@ -598,6 +601,7 @@ tm_err collector_start(const collector_config *cfg, collector **out)
 	if (!c->cfg.http_threads)
 		c->cfg.http_threads = 2;
 	c->cfg.listen = NULL; /* not kept: the caller's string */
+	pthread_mutex_init(&c->prune_mu, NULL);
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->wake, NULL);
 	pthread_cond_init(&c->done, NULL);
@@ -660,6 +664,7 @@ void collector_stop(collector *c)
 	collector__span_list_free(c->head);
 	collector__store_close(c->store);
 	http_router_free(c->router);
+	pthread_mutex_destroy(&c->prune_mu);
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->wake);
 	pthread_cond_destroy(&c->done);
