@@ -74,7 +74,8 @@ static flow_task_status call_function(const flow_engine_config *cfg, const char 
 				      const json_t *payload, const trace_context *parent,
 				      bool envelope, flow_task_result *res)
 {
-	char *body = flow_json_dump(payload ? payload : json_object());
+	/* no Payload parameter: the function gets an empty object */
+	char *body = payload ? flow_json_dump(payload) : strdup("{}");
 	char *result = NULL, *error = NULL, *cause = NULL;
 	flow_task_status st;
 	json_t *out = NULL;
