@@ -79,7 +79,9 @@ typedef struct mqueue {
 	fabric_queue_attrs attrs;
 	mrec **heap;         /* min-heap on (visible_ns, seq) */
 	size_t n, cap;
-	pthread_cond_t cond; /* long pollers; broadcast when something shows */
+	pthread_cond_t cond; /* long pollers: one is woken per arrival, and a
+			      * woken one passes the baton while messages remain */
+	unsigned waiters;
 	struct mqueue *next;
 } mqueue;
 
@@ -102,7 +104,9 @@ typedef struct wop {
 	opkind kind;
 	bool async;          /* the writer frees it */
 	bool done;
+	bool deferred;       /* OP_RECV already held back once */
 	tm_err err;
+	pthread_cond_t *cv;  /* the waiter's own: no thundering herd */
 	struct wop *next;
 	size_t n;
 	union {
@@ -134,7 +138,6 @@ struct sq {
 	/* Writer. */
 	pthread_mutex_t wmu;
 	pthread_cond_t wcond;       /* work or space for the writer */
-	pthread_cond_t done_cond;   /* a batch committed */
 	pthread_cond_t space_cond;
 	wop *head, *tail;
 	size_t pending;
@@ -142,6 +145,8 @@ struct sq {
 	bool stop;
 	pthread_t writer;
 	bool writer_started;
+	/* Counters for the debug line at close. */
+	uint64_t n_batches, n_ops, busy_ns;
 	/* Per-batch scratch: seqs deleted in the batch (coalescing). */
 	uint64_t *dset;
 	size_t dset_cap;
@@ -481,7 +486,7 @@ static tm_err run_op(sq *s, wop *o)
 		st = s->w[W_RECV];
 		for (size_t i = 0; i < o->n; i++) {
 			rv_entry *e = &o->u.rv[i];
-			if (dset_has(s, e->seq))
+			if (!e->seq || dset_has(s, e->seq))
 				continue;
 			sqlite3_bind_int64(st, 1, (sqlite3_int64)e->seq);
 			sqlite3_bind_int64(st, 2, e->recv_count);
@@ -512,30 +517,109 @@ static tm_err run_op(sq *s, wop *o)
 	return TM_ERR_INTERNAL;
 }
 
+/* Keeps the receive updates of a batch (async, best effort) out of it
+ * and returns the rest; the kept ones run with the next batch, by when
+ * the consumer has usually deleted the message and they can be dropped. */
+static wop *defer_receives(wop *batch, wop **carry)
+{
+	wop *keep = NULL, **kt = &keep, **ct = carry;
+
+	while (*ct)
+		ct = &(*ct)->next;
+	for (wop *o = batch, *nx; o; o = nx) {
+		nx = o->next;
+		o->next = NULL;
+		if (o->kind == OP_RECV && !o->deferred) {
+			o->deferred = true;
+			*ct = o;
+			ct = &o->next;
+		} else {
+			*kt = o;
+			kt = &o->next;
+		}
+	}
+	return keep;
+}
+
+/* Drops receive updates of messages no longer in memory (deleted or
+ * expired since): their rows are gone or going. */
+static void drop_gone_receives(sq *s, wop *batch)
+{
+	pthread_mutex_lock(&s->mu);
+	for (wop *o = batch; o; o = o->next) {
+		if (o->kind != OP_RECV)
+			continue;
+		for (size_t i = 0; i < o->n; i++)
+			if (!hash_get(s, o->u.rv[i].seq))
+				o->u.rv[i].seq = 0;
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
 static void *writer_main(void *arg)
 {
 	sq *s = arg;
+	wop *carry = NULL;
 
 	pthread_mutex_lock(&s->wmu);
 	for (;;) {
-		while (!s->head && !s->stop)
-			pthread_cond_wait(&s->wcond, &s->wmu);
-		if (!s->head)
+		while (!s->head && !s->stop) {
+			if (!carry) {
+				pthread_cond_wait(&s->wcond, &s->wmu);
+				continue;
+			}
+			/* Idle with deferred updates: give them 10 ms. */
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 10 * 1000 * 1000;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			if (pthread_cond_timedwait(&s->wcond, &s->wmu, &ts))
+				break;
+		}
+		if (!s->head && !carry)
 			break;
 		/* Take everything pending, up to batch_max operations. */
 		wop *batch = s->head, *last = s->head;
-		size_t taken = 1;
-		while (last->next && taken < s->batch_max) {
-			last = last->next;
-			taken++;
+		size_t taken = 0;
+		if (last) {
+			taken = 1;
+			while (last->next && taken < s->batch_max) {
+				last = last->next;
+				taken++;
+			}
+			s->head = last->next;
+			if (!s->head)
+				s->tail = NULL;
+			last->next = NULL;
+			s->pending -= taken;
+			pthread_cond_broadcast(&s->space_cond);
 		}
-		s->head = last->next;
-		if (!s->head)
-			s->tail = NULL;
-		last->next = NULL;
+		bool idle_flush = !batch || s->stop;
 		pthread_mutex_unlock(&s->wmu);
 
+		/* Deferred updates first: order per message is kept. */
+		wop *prev = carry;
+		carry = NULL;
+		if (!idle_flush)
+			batch = defer_receives(batch, &carry);
+		if (prev) {
+			wop *t = prev;
+			while (t->next)
+				t = t->next;
+			t->next = batch;
+			batch = prev;
+		}
+		if (!batch) {
+			pthread_mutex_lock(&s->wmu);
+			continue;
+		}
+		drop_gone_receives(s, batch);
+
 		tm_err berr = TM_OK;
+		uint64_t t0 = tm_clock_mono_ns();
 		int rc = step_reset(s->w[W_BEGIN]);
 		if (rc != SQLITE_DONE) {
 			berr = db_fail(s->db, rc, "begin");
@@ -549,6 +633,9 @@ static void *writer_main(void *arg)
 				step_reset(s->w[W_ROLLBACK]);
 			}
 		}
+		s->busy_ns += tm_clock_mono_ns() - t0;
+		s->n_batches++;
+		s->n_ops += taken;
 
 		pthread_mutex_lock(&s->wmu);
 		for (wop *o = batch, *nx; o; o = nx) {
@@ -562,11 +649,9 @@ static void *writer_main(void *arg)
 				free(o);
 			} else {
 				o->done = true;
+				pthread_cond_signal(o->cv);
 			}
 		}
-		s->pending -= taken;
-		pthread_cond_broadcast(&s->done_cond);
-		pthread_cond_broadcast(&s->space_cond);
 	}
 	pthread_mutex_unlock(&s->wmu);
 	return NULL;
@@ -599,10 +684,14 @@ static tm_err submit(sq *s, wop *o)
 		pthread_mutex_unlock(&s->wmu);
 		return TM_OK;
 	}
+	pthread_cond_t cv;
+	pthread_cond_init(&cv, NULL);
+	o->cv = &cv;
 	while (!o->done)
-		pthread_cond_wait(&s->done_cond, &s->wmu);
+		pthread_cond_wait(&cv, &s->wmu);
 	err = o->err;
 	pthread_mutex_unlock(&s->wmu);
+	pthread_cond_destroy(&cv);
 	return err;
 }
 
@@ -951,7 +1040,8 @@ static tm_err sq_put(fabric_backend *b, const fabric__put *puts, size_t n)
 			free(recs[i]);
 			continue;
 		}
-		pthread_cond_broadcast(&q->cond);
+		if (q->waiters)
+			pthread_cond_signal(&q->cond);
 	}
 	pthread_mutex_unlock(&s->mu);
 	made = 0;
@@ -1078,7 +1168,8 @@ static tm_err sq_receive(fabric_backend *b, const char *queue, size_t max, uint6
 						hash_del(s, r->seq), free(r);
 					break;
 				}
-				pthread_cond_broadcast(&dq->cond);
+				if (dq->waiters)
+					pthread_cond_signal(&dq->cond);
 				mv[nmv++] = (mv_entry){ .seq = r->seq, .visible_ns = r->visible_ns,
 							.qid = dq->id, .source_qid = q->id,
 							.recv_count = r->recv_count };
@@ -1137,7 +1228,9 @@ static tm_err sq_receive(fabric_backend *b, const char *queue, size_t max, uint6
 		}
 		struct timespec ts;
 		abs_mono(&ts, until);
+		q->waiters++;
 		pthread_cond_timedwait(&q->cond, &s->mu, &ts);
+		q->waiters--;
 		if (q->deleted) {
 			err = TM_ERR_NOT_FOUND;
 			break;
@@ -1145,6 +1238,9 @@ static tm_err sq_receive(fabric_backend *b, const char *queue, size_t max, uint6
 	}
 	for (size_t i = 0; i < ntaken; i++)
 		(void)heap_push(q, taken[i]); /* room: they were just removed */
+	/* Pass the baton: more is visible and someone else is waiting. */
+	if (q && q->waiters && q->n && q->heap[0]->visible_ns <= tm_clock_wall_ns())
+		pthread_cond_signal(&q->cond);
 unlock:
 	pthread_mutex_unlock(&s->mu);
 
@@ -1288,7 +1384,7 @@ static tm_err sq_change_visibility(fabric_backend *b, const char *queue, const c
 	} else {
 		r->visible_ns = tm_clock_deadline_ns(timeout_ms * TM_NS_PER_MS);
 		heap_fix(q, r);
-		pthread_cond_broadcast(&q->cond);
+		pthread_cond_signal(&q->cond);
 		e = (rv_entry){ .seq = r->seq, .first_recv_ns = r->first_recv_ns,
 				.visible_ns = r->visible_ns, .recv_count = r->recv_count };
 	}
@@ -1515,6 +1611,14 @@ static void sq_close(fabric_backend *b)
 		pthread_cond_broadcast(&s->space_cond);
 		pthread_mutex_unlock(&s->wmu);
 		pthread_join(s->writer, NULL);
+		if (tm_log_enabled(TM_LOG_DEBUG)) {
+			char nb[32], no[32], ms[32];
+			snprintf(nb, sizeof nb, "%" PRIu64, s->n_batches);
+			snprintf(no, sizeof no, "%" PRIu64, s->n_ops);
+			snprintf(ms, sizeof ms, "%" PRIu64, (uint64_t)(s->busy_ns / TM_NS_PER_MS));
+			tm_log(TM_LOG_DEBUG, "fabric", "writer stats", "transactions", nb,
+			       "operations", no, "busy_ms", ms, NULL);
+		}
 	}
 	for (int i = 0; i < W__COUNT; i++)
 		sqlite3_finalize(s->w[i]);
@@ -1533,7 +1637,6 @@ static void sq_close(fabric_backend *b)
 	pthread_mutex_destroy(&s->catalog_mu);
 	pthread_mutex_destroy(&s->wmu);
 	pthread_cond_destroy(&s->wcond);
-	pthread_cond_destroy(&s->done_cond);
 	pthread_cond_destroy(&s->space_cond);
 	free(s);
 }
@@ -1691,7 +1794,6 @@ tm_err fabric__sqlite_open(const fabric_config *cfg, fabric_backend **out)
 	pthread_mutex_init(&s->catalog_mu, NULL);
 	pthread_mutex_init(&s->wmu, NULL);
 	pthread_cond_init(&s->wcond, NULL);
-	pthread_cond_init(&s->done_cond, NULL);
 	pthread_cond_init(&s->space_cond, NULL);
 	s->queue_max = cfg->writer_queue_max ? cfg->writer_queue_max : 4096;
 	s->batch_max = cfg->writer_batch_max ? cfg->writer_batch_max : 4096;
