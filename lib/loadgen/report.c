@@ -299,7 +299,13 @@ void loadgen_report_print(const loadgen_report *r, FILE *f)
 			fprintf(f, ", %zu not found", r->traces_missing);
 		if (r->traces_checked)
 			fprintf(f, "\n");
-		for (size_t i = 0; i < r->nbroken; i++)
+		/* A systematic break repeats on every trace: a screenful is enough;
+		 * the JSON report lists them all. */
+		size_t shown = r->nbroken < 20 ? r->nbroken : 20;
+		for (size_t i = 0; i < shown; i++)
 			fprintf(f, "  broken %s: %s\n", r->broken[i].trace_id, r->broken[i].problems);
+		if (shown < r->nbroken)
+			fprintf(f, "  … and %zu more broken traces (all in the --output JSON)\n",
+				r->nbroken - shown);
 	}
 }
