@@ -110,11 +110,20 @@ typedef struct runtime_config {
 	/* At stop: how long (model ms) in-flight invocations may still run
 	 * before their results are abandoned. 0: 30 s. */
 	uint64_t drain_ms;
+	/* false: triggers run from runtime_create. true: nothing is
+	 * delivered until runtime_start(), so an application registers all
+	 * its functions first and no pending delivery finds its function
+	 * missing (which would count as a failed attempt). */
+	bool start_paused;
 } runtime_config;
 
 void runtime_config_init(runtime_config *cfg);
-/* Registers itself as the fabric's function handler. Caller owns *out. */
+/* Caller owns *out (runtime_destroy). */
 tm_err runtime_create(const runtime_config *cfg, runtime **out /* OUT */) TM_WARN_UNUSED;
+/* Starts the triggers: becomes the fabric's function handler and starts
+ * the pollers of the mappings added so far (later ones start when added).
+ * Idempotent. Direct runtime_invoke works before it. */
+tm_err runtime_start(runtime *rt) TM_WARN_UNUSED;
 /*
  * Graceful stop: pollers stop receiving, in-flight invocations get up to
  * drain_ms to finish (their messages are then deleted or left as usual),
@@ -148,7 +157,8 @@ typedef struct runtime_queue_mapping {
 	bool report_batch_item_failures; /* FunctionResponseTypes */
 } runtime_queue_mapping;
 
-/* Starts the mapping's poller. The queue and function must exist.
+/* Adds a mapping (its poller starts now, or at runtime_start when paused).
+ * The queue and function must exist.
  * id_out (may be NULL) gets the mapping's UUID. */
 tm_err runtime_add_queue_mapping(runtime *rt, const runtime_queue_mapping *m,
 				 char id_out[37]) TM_WARN_UNUSED;

@@ -74,6 +74,7 @@ struct runtime {
 	size_t nfns;
 	rt__mapping *maps[RUNTIME_MAPPINGS_MAX];
 	size_t nmaps;
+	bool started;                             /* triggers running */
 	bool stopping;
 	_Atomic uint64_t drain_deadline_mono_ns;  /* 0 until stopping */
 
@@ -105,6 +106,7 @@ tm_err rt__function_start(rt__function *fn) TM_WARN_UNUSED;
 void rt__function_stop(rt__function *fn);
 
 /* Queue mappings (poller.c). */
+tm_err rt__mapping_start(rt__mapping *m) TM_WARN_UNUSED;
 void rt__mapping_stop(rt__mapping *m);
 void rt__mapping_free(rt__mapping *m);
 

@@ -480,6 +480,17 @@ void rt__mapping_stop(rt__mapping *map)
 	}
 }
 
+tm_err rt__mapping_start(rt__mapping *map)
+{
+	for (; map->ninvokers < map->concurrency; map->ninvokers++)
+		if (pthread_create(&map->invokers[map->ninvokers], NULL, invoker_main, map))
+			return TM_ERR_INTERNAL;
+	if (pthread_create(&map->poller, NULL, poller_main, map))
+		return TM_ERR_INTERNAL;
+	map->poller_started = true;
+	return TM_OK;
+}
+
 void rt__mapping_free(rt__mapping *map)
 {
 	if (!map)
@@ -533,18 +544,13 @@ tm_err runtime_add_queue_mapping(runtime *rt, const runtime_queue_mapping *m, ch
 		pthread_mutex_unlock(&rt->mu);
 		goto fail;
 	}
-	rt->maps[rt->nmaps++] = map;
-	pthread_mutex_unlock(&rt->mu);
 	/* From here the runtime owns map: runtime_destroy frees it. */
-	for (; map->ninvokers < map->concurrency; map->ninvokers++)
-		if (pthread_create(&map->invokers[map->ninvokers], NULL, invoker_main, map))
-			return TM_ERR_INTERNAL;
-	if (pthread_create(&map->poller, NULL, poller_main, map))
-		return TM_ERR_INTERNAL;
-	map->poller_started = true;
+	rt->maps[rt->nmaps++] = map;
+	bool started = rt->started;
+	pthread_mutex_unlock(&rt->mu);
 	if (id_out)
 		memcpy(id_out, map->id, 37);
-	return TM_OK;
+	return started ? rt__mapping_start(map) : TM_OK;
 fail:
 	free(map->invokers);
 	pthread_cond_destroy(&map->cond);

@@ -454,13 +454,34 @@ tm_err runtime_create(const runtime_config *cfg, runtime **out)
 	rt->tracer = cfg->tracer;
 	rt->drain_ms = cfg->drain_ms ? cfg->drain_ms : 30000;
 	pthread_mutex_init(&rt->mu, NULL);
-	if (rt->fabric && (err = rt__gate_open(rt))) {
-		pthread_mutex_destroy(&rt->mu);
-		free(rt);
+	if (!cfg->start_paused && (err = runtime_start(rt))) {
+		runtime_destroy(rt);
 		return err;
 	}
 	*out = rt;
 	return TM_OK;
+}
+
+tm_err runtime_start(runtime *rt)
+{
+	tm_err err = TM_OK;
+
+	if (!rt)
+		return TM_ERR_INVALID;
+	pthread_mutex_lock(&rt->mu);
+	if (rt->started || rt->stopping) {
+		err = rt->stopping ? TM_ERR_CLOSED : TM_OK;
+		pthread_mutex_unlock(&rt->mu);
+		return err;
+	}
+	rt->started = true;
+	pthread_mutex_unlock(&rt->mu);
+	if (rt->fabric && (err = rt__gate_open(rt)))
+		return err;
+	/* Mappings added before the start; later ones start when added. */
+	for (size_t i = 0; i < rt->nmaps && !err; i++)
+		err = rt__mapping_start(rt->maps[i]);
+	return err;
 }
 
 void runtime_destroy(runtime *rt)
@@ -482,7 +503,7 @@ void runtime_destroy(runtime *rt)
 	 * the pools, which only have work nobody waits for any more. */
 	for (size_t i = 0; i < rt->nmaps; i++)
 		rt__mapping_stop(rt->maps[i]);
-	if (rt->fabric)
+	if (rt->gate)
 		rt__gate_close(rt);
 	for (size_t i = 0; i < rt->nmaps; i++)
 		rt__mapping_free(rt->maps[i]);

@@ -25,7 +25,7 @@ typedef struct fixture {
 	runtime *rt;
 } fixture;
 
-static inline void fixture_open(fixture *fx, double scale)
+static inline void fixture_open_paused(fixture *fx, double scale, bool paused)
 {
 	fabric_config fc;
 	runtime_config rc;
@@ -43,7 +43,13 @@ static inline void fixture_open(fixture *fx, double scale)
 	runtime_config_init(&rc);
 	rc.fabric = fx->fab;
 	rc.tracer = fx->tracer;
+	rc.start_paused = paused;
 	assert_int_equal(runtime_create(&rc, &fx->rt), TM_OK);
+}
+
+static inline void fixture_open(fixture *fx, double scale)
+{
+	fixture_open_paused(fx, scale, false);
 }
 
 static inline void fixture_close(fixture *fx)

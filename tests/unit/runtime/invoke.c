@@ -168,6 +168,40 @@ static void stopping_waits_for_in_flight_queue_batches(void **state)
 	fixture_close(&fx);
 }
 
+static void stopping_abandons_invocations_past_the_drain_deadline(void **state)
+{
+	fixture fx;
+	recorder r;
+	runtime_config rc;
+
+	fixture_open(&fx, 100.0);
+	runtime_destroy(fx.rt);
+	runtime_config_init(&rc);
+	rc.fabric = fx.fab;
+	rc.tracer = fx.tracer;
+	rc.drain_ms = 1000;
+	assert_int_equal(runtime_create(&rc, &fx.rt), TM_OK);
+	recorder_init(&r, REC_SLEEP);
+	r.sleep_ms = 600000; /* until cancelled */
+	make_queue(&fx, "work", 12 * 3600 * 1000ULL, NULL, 0);
+	register_fn(&fx, "consume", &r, 1, RUNTIME_TIMEOUT_MAX_MS, RUNTIME_TRACE_PARENT);
+	runtime_queue_mapping m = { .queue = "work", .function = "consume", .batch_size = 1 };
+	assert_int_equal(runtime_add_queue_mapping(fx.rt, &m, NULL), TM_OK);
+	send_body(&fx, "work", "a");
+	WAIT_FOR(atomic_load(&r.calls) >= 1);
+	runtime_destroy(fx.rt); /* returns: the handler saw the cancellation */
+	fx.rt = NULL;
+	assert_int_equal(atomic_load(&r.inflight), 0);
+	/* Not deleted: it comes back after its visibility timeout. */
+	assert_int_equal(queue_total(&fx, "work"), 1);
+	json_t *spans = spans_named(&fx, "process work");
+	assert_int_equal(json_array_size(spans), 1);
+	assert_string_equal(attr_str(json_array_get(spans, 0), "error.type"), "Runtime.Shutdown");
+	json_decref(spans);
+	recorder_free(&r);
+	fixture_close(&fx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -175,6 +209,7 @@ int main(void)
 		cmocka_unit_test(an_invocation_past_its_timeout_fails_with_timeout_error),
 		cmocka_unit_test(the_first_invocation_of_an_instance_is_a_cold_start),
 		cmocka_unit_test(stopping_waits_for_in_flight_queue_batches),
+		cmocka_unit_test(stopping_abandons_invocations_past_the_drain_deadline),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -135,12 +135,42 @@ static void a_bus_rule_targeting_a_function_invokes_it_with_the_event(void **sta
 	fixture_close(&fx);
 }
 
+static void a_paused_runtime_delivers_nothing_until_started(void **state)
+{
+	fixture fx;
+	recorder r;
+
+	fixture_open_paused(&fx, 100.0, true);
+	recorder_init(&r, REC_OK);
+	/* Published before the function exists: the delivery waits. */
+	subscribe_function(&fx, "product-created", "pricing", NULL);
+	publish(&fx, "product-created", "{}");
+	make_queue(&fx, "q", 12 * 3600 * 1000ULL, NULL, 0);
+	send_body(&fx, "q", "m");
+	register_fn(&fx, "pricing", &r, 1, RUNTIME_TIMEOUT_MAX_MS, RUNTIME_TRACE_PARENT);
+	runtime_queue_mapping m = { .queue = "q", .function = "pricing", .batch_size = 1 };
+	assert_int_equal(runtime_add_queue_mapping(fx.rt, &m, NULL), TM_OK);
+	assert_int_equal(atomic_load(&r.calls), 0);
+	assert_int_equal(runtime_start(fx.rt), TM_OK);
+	assert_int_equal(runtime_start(fx.rt), TM_OK);
+	WAIT_FOR(atomic_load(&r.calls) >= 2 && capture_count(&fx.cap) >= 4);
+	assert_int_equal(atomic_load(&r.calls), 2);
+	/* The topic delivery's first attempt was not wasted. */
+	json_t *spans = spans_named(&fx, "process product-created");
+	assert_int_equal(json_array_size(spans), 1);
+	assert_int_equal(attr_int(json_array_get(spans, 0), "tracemart.delivery_count"), 1);
+	json_decref(spans);
+	recorder_free(&r);
+	fixture_close(&fx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(a_topic_function_subscription_is_invoked_with_an_sns_event),
 		cmocka_unit_test(a_failing_topic_function_is_retried_then_dead_lettered),
 		cmocka_unit_test(a_bus_rule_targeting_a_function_invokes_it_with_the_event),
+		cmocka_unit_test(a_paused_runtime_delivers_nothing_until_started),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
