@@ -107,13 +107,14 @@ typedef enum lg_error_kind {
 
 const char *lg__error_name(lg_error_kind k);
 
+#define LG_STATUS_MAX 600
+
 typedef struct lg_endpoint_stats {
 	uint64_t requests;
 	uint64_t errors; /* transport errors (no status) */
+	uint64_t by_status[LG_STATUS_MAX];
 	loadgen_hist hist;
 } lg_endpoint_stats;
-
-#define LG_STATUS_MAX 600
 
 typedef struct lg_created {
 	char trace_id[33];

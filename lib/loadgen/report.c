@@ -181,6 +181,14 @@ json_t *loadgen_report_json(const loadgen_report *r)
 		json_t *e = json_object();
 		json_object_set_new(e, "requests", json_integer((json_int_t)r->endpoints[i].requests));
 		json_object_set_new(e, "errors", json_integer((json_int_t)r->endpoints[i].errors));
+		json_t *ec = json_object();
+		for (unsigned c = 0; ec && c < LG_STATUS_MAX; c++)
+			if (r->endpoints[i].by_status[c]) {
+				snprintf(key, sizeof key, "%u", c);
+				json_object_set_new(ec, key,
+					json_integer((json_int_t)r->endpoints[i].by_status[c]));
+			}
+		json_object_set_new(e, "statusCodes", ec);
 		json_object_set_new(e, "latencyMs", latency_json(&r->endpoints[i].hist));
 		json_object_set_new(eps, r->endpoint_names[i], e);
 	}

@@ -553,8 +553,10 @@ static void on_done(struct runner *rn, CURL *e, CURLcode code)
 	}
 	long status = 0;
 	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-	if (status >= 0 && status < LG_STATUS_MAX)
+	if (status >= 0 && status < LG_STATUS_MAX) {
 		r->by_status[status]++;
+		ep->by_status[status]++;
+	}
 	loadgen_hist_record(&ep->hist, us);
 	loadgen_hist_record(&r->all, us);
 	if (!v->has_trace && !strcmp(st->method, "POST") && status >= 200 && status < 300) {

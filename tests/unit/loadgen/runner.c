@@ -368,6 +368,9 @@ static void responses_are_counted_per_status_code(void **state)
 	json_t *j = loadgen_report_json(r);
 
 	assert_int_equal(jint(j, "statusCodes", "404"), 3);
+	json_t *ep = json_object_get(json_object_get(j, "endpoints"), "GET /status/503");
+	assert_int_equal(jint(ep, "statusCodes", "503"), 6);
+	assert_int_equal(json_object_size(json_object_get(ep, "statusCodes")), 1);
 	assert_int_equal(jint(j, "statusCodes", "503"), 6);
 	assert_int_equal(jint(j, "statusCodes", "204"), 3);
 	/* HTTP errors do not fail an Artillery flow */
