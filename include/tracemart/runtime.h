@@ -129,7 +129,7 @@ tm_err runtime_start(runtime *rt) TM_WARN_UNUSED;
  * drain_ms to finish (their messages are then deleted or left as usual),
  * every thread is joined. A handler still running after the drain is
  * waited for too (threads cannot be killed safely); its result is
- * discarded. Frees rt. NULL is a no-op.
+ * discarded. Frees rt. NULL is a no-op. Call it before fabric_close().
  */
 void runtime_destroy(runtime *rt);
 

@@ -316,7 +316,7 @@ static void process_batch(rt__mapping *map, rt__batch *b)
 		whole = true;
 		snprintf(job->rec_error, sizeof job->rec_error, "%s", "MalformedBatchResponse");
 		tm_log(TM_LOG_WARN, "runtime", "malformed partial batch response: whole batch failed",
-		       "function", fn->name, "queue", map->queue, NULL);
+		       "function", fn->name, "service", fn->service, "queue", map->queue, NULL);
 	} else if (res.failed) {
 		snprintf(job->rec_error, sizeof job->rec_error, "%s", res.error_type);
 	} else {
@@ -472,9 +472,15 @@ void rt__mapping_stop(rt__mapping *map)
 		pthread_join(map->invokers[i], NULL);
 	map->ninvokers = 0;
 	if (map->handoff) {
-		/* Never taken: left to its visibility timeout. */
-		for (size_t i = 0; i < map->handoff->n; i++)
+		/* Gathered while stopping, never invoked: visible again at
+		 * once rather than after the visibility timeout. */
+		for (size_t i = 0; i < map->handoff->n; i++) {
+			if (fabric_queue_change_visibility(map->rt->fabric, map->queue,
+							   map->handoff->msgs[i].receipt_handle, 0))
+				tm_log(TM_LOG_DEBUG, "runtime", "could not release a message",
+				       "queue", map->queue, NULL);
 			fabric_message_clear(&map->handoff->msgs[i]);
+		}
 		free(map->handoff);
 		map->handoff = NULL;
 	}
