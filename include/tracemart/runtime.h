@@ -65,13 +65,25 @@ uint64_t runtime_remaining_ms(const runtime_invocation *inv);
 bool runtime_cancelled(const runtime_invocation *inv);
 
 /*
- * Queue batches of several messages run with the batch span current;
- * record i's own `process` span (parented to its producer) becomes current
- * with this, so what the handler does for that record joins its trace.
+ * Queue batches of several messages run with the batch span current (in
+ * parent mode a child of the first message's producer, with a link to
+ * every message); record i's own `process` span (parented to its producer)
+ * becomes current with this, so what the handler does for that record
+ * joins its trace.
  * End the scope with trace_scope_end(). For a batch of one the record's span
  * is already current. Out of range: a scope over nothing.
  */
 trace_scope runtime_record_activate(const runtime_invocation *inv, size_t i);
+
+/*
+ * The idiom for batch handlers: calls fn for each element of the event's
+ * "Records" with that record's span current (runtime_record_activate), so
+ * every publish made for a record continues the record's own trace. fn
+ * returns false to stop. Returns how many records fn was called for.
+ */
+typedef bool (*runtime_record_fn)(const runtime_invocation *inv, size_t i,
+				  const json_t *record, void *arg);
+size_t runtime_for_each_record(const runtime_invocation *inv, runtime_record_fn fn, void *arg);
 
 /*
  * What the handler returns: a response (the runtime takes ownership of

@@ -140,7 +140,8 @@ static size_t message_attrs(const rt__mapping *map, const fabric_message *m, tra
  * `process <queue>` span parented to its producer (link mode: a new trace
  * linking to it). A batch of several also gets one invocation span with a
  * link per message (semconv "batch receiving"), current while the handler
- * runs. A batch of one: the message's span is the invocation span.
+ * runs (runtime_record_activate switches to a record's span). A batch of
+ * one: the message's span is the invocation span.
  */
 static trace_span *start_spans(rt__mapping *map, const rt__batch *b, rt__job *job)
 {
@@ -192,9 +193,18 @@ static trace_span *start_spans(rt__mapping *map, const rt__batch *b, rt__job *jo
 	attrs[na++] = TRACE_ATTR_S("faas.trigger", "pubsub");
 	attrs[na++] = TRACE_ATTR_S("faas.name", fn->name);
 	attrs[na++] = TRACE_ATTR_S("cloud.resource_id", fn->arn);
+	/* Parent mode: the batch span continues the first message's trace
+	 * (what Datadog's Lambda layer does for SQS batches), so a handler
+	 * that never switches records still continues one trace; the other
+	 * messages are linked. Link mode: a new trace. */
+	size_t first = 0;
+	while (first < b->n && !have[first])
+		first++;
+	bool batch_parented = !link_mode && first < b->n;
 	trace_span_opts bo = {
 		.kind = TRACE_KIND_CONSUMER,
-		.parent = TRACE_PARENT_NONE,
+		.parent = batch_parented ? TRACE_PARENT_CONTEXT : TRACE_PARENT_NONE,
+		.parent_ctx = batch_parented ? &ctx[first] : NULL,
 		.service = fn->service,
 		.attrs = attrs,
 		.nattrs = na,

@@ -81,6 +81,24 @@ trace_scope runtime_record_activate(const runtime_invocation *inv, size_t i)
 	return trace_context_activate(NULL);
 }
 
+size_t runtime_for_each_record(const runtime_invocation *inv, runtime_record_fn fn, void *arg)
+{
+	const json_t *records = inv ? json_object_get(inv->event, "Records") : NULL;
+	size_t i;
+	const json_t *rec;
+
+	if (!fn || !json_is_array(records))
+		return 0;
+	json_array_foreach(records, i, rec) {
+		trace_scope sc = runtime_record_activate(inv, i);
+		bool more = fn(inv, i, rec, arg);
+		trace_scope_end(&sc);
+		if (!more)
+			return i + 1;
+	}
+	return json_array_size(records);
+}
+
 /* --------------------------------------------------------------- jobs */
 
 rt__job *rt__job_new(rt__function *fn, const json_t *event, trace_span *span)

@@ -164,15 +164,24 @@ static void a_link_mode_consumer_starts_a_new_trace_linked_to_the_producer(void 
 }
 
 /* Per record: a span under the record's own process span. */
+static bool record_work(const runtime_invocation *inv, size_t i, const json_t *rec, void *arg)
+{
+	trace_span *s = trace_span_start(arg, "record work", NULL);
+	trace_span_end(s, 0);
+	return true;
+}
+
 static void per_record_work(const runtime_invocation *inv, void *arg)
 {
 	size_t n = json_array_size(json_object_get(inv->event, "Records"));
-	for (size_t i = 0; i < n; i++) {
-		trace_scope sc = runtime_record_activate(inv, i);
-		trace_span *s = trace_span_start(arg, "record work", NULL);
-		trace_span_end(s, 0);
-		trace_scope_end(&sc);
-	}
+	if (runtime_for_each_record(inv, record_work, arg) != n)
+		abort();
+	/* Out of range: nothing becomes current. */
+	trace_span *before = trace_current_span();
+	trace_scope sc = runtime_record_activate(inv, 99);
+	if (trace_current_span() != before)
+		abort();
+	trace_scope_end(&sc);
 }
 
 static void a_batch_span_links_every_message_and_each_record_joins_its_trace(void **state)
@@ -218,6 +227,9 @@ static void a_batch_span_links_every_message_and_each_record_joins_its_trace(voi
 	assert_non_null(batch);
 	json_t *links = json_object_get(batch, "links");
 	assert_int_equal(json_array_size(links), 3);
+	/* The batch span continues the first message's trace. */
+	assert_string_equal(tm_json_str(batch, "parentSpanId"), tm_json_str(json_array_get(links, 0), "spanId"));
+	assert_string_equal(tm_json_str(batch, "traceId"), tm_json_str(json_array_get(links, 0), "traceId"));
 	/* Every record span is a CONSUMER child of its message's producer,
 	 * and the work done for it is its child. */
 	for (size_t k = 0; k < 3; k++) {
