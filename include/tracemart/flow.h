@@ -310,6 +310,14 @@ tm_err flow_engine_history(flow_engine *e, const char *arn,
 /* Waits (real time, up to timeout_ms; <0 forever) until the execution is
  * no longer RUNNING. TM_ERR_TIMEOUT otherwise. */
 tm_err flow_engine_wait(flow_engine *e, const char *arn, int timeout_ms) TM_WARN_UNUSED;
+/* Completes a .waitForTaskToken task (SendTaskSuccess/SendTaskFailure):
+ * output is JSON text. TM_ERR_NOT_FOUND when no running execution waits
+ * for that token (after a restart the task was invoked again with a new
+ * token). */
+tm_err flow_engine_task_success(flow_engine *e, const char *token,
+				const char *output) TM_WARN_UNUSED;
+tm_err flow_engine_task_failure(flow_engine *e, const char *token, const char *error,
+				const char *cause) TM_WARN_UNUSED;
 /* Aborts a running or waiting execution (StopExecution). */
 tm_err flow_engine_stop(flow_engine *e, const char *arn) TM_WARN_UNUSED;
 

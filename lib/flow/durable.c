@@ -1189,3 +1189,43 @@ tm_err flow_engine_stop(flow_engine *e, const char *arn)
 	pthread_mutex_unlock(&e->mu);
 	return err;
 }
+
+/* Task tokens are "<execution arn>:<sequence>" (engine.c). */
+static tm_err complete_task(flow_engine *e, const char *token, json_t *output,
+			    const char *error, const char *cause)
+{
+	const char *colon = token ? strrchr(token, ':') : NULL;
+	tm_err err = TM_ERR_NOT_FOUND;
+
+	if (!colon) {
+		json_decref(output);
+		return TM_ERR_NOT_FOUND;
+	}
+	char *arn = strndup(token, (size_t)(colon - token));
+	pthread_mutex_lock(&e->mu);
+	struct fx *r = arn ? fx_find(e, arn) : NULL;
+	if (r && r->x) {
+		err = error ? flow_execution_task_fail(r->x, token, error, cause)
+			    : flow_execution_task_succeed(r->x, token, output);
+		output = NULL;
+	}
+	pthread_mutex_unlock(&e->mu);
+	json_decref(output);
+	free(arn);
+	return err;
+}
+
+tm_err flow_engine_task_success(flow_engine *e, const char *token, const char *output)
+{
+	json_t *v = NULL;
+	char msg[128];
+	if (tm_json_parse(output ? output : "null", output ? strlen(output) : 4, &v, msg, sizeof msg))
+		return TM_ERR_PARSE;
+	return complete_task(e, token, v, NULL, NULL);
+}
+
+tm_err flow_engine_task_failure(flow_engine *e, const char *token, const char *error,
+				const char *cause)
+{
+	return complete_task(e, token, NULL, error ? error : "States.TaskFailed", cause);
+}

@@ -310,6 +310,20 @@ static json_t *make_context(flow_execution *x, const char *state, uint64_t enter
 	return c;
 }
 
+/* A .waitForTaskToken Task exposes its token as $$.Task.Token to its
+ * Parameters/Arguments (that is how the token reaches the worker). */
+static void mint_task_token(flow_execution *x, const json_t *st, json_t *ctx)
+{
+	const char *type = tm_json_str(st, "Type"), *res = tm_json_str(st, "Resource");
+	char token[256];
+	if (!type || strcmp(type, "Task") || !res || !strstr(res, ".waitForTaskToken"))
+		return;
+	pthread_mutex_lock(&x->mu);
+	snprintf(token, sizeof token, "%s:%llu", x->arn, (unsigned long long)++x->task_seq);
+	pthread_mutex_unlock(&x->mu);
+	json_object_set_new(ctx, "Task", json_pack("{s:s}", "Token", token));
+}
+
 /* ---------------------------------------------------------- I/O processing */
 
 static json_t *apply_io_path(const json_t *st, const char *field, const json_t *doc,
@@ -674,11 +688,15 @@ static json_t *run_task(flow_execution *x, const char *name, const json_t *st,
 	flow_task_status status;
 	json_t *tctx = json_deep_copy(ctx);
 
-	pthread_mutex_lock(&x->mu);
-	snprintf(token, sizeof token, "%s:%llu", x->arn, (unsigned long long)++x->task_seq);
-	pthread_mutex_unlock(&x->mu);
-	if (resource && strstr(resource, ".waitForTaskToken"))
-		json_object_set_new(tctx, "Task", json_pack("{s:s}", "Token", token));
+	const char *pre = tm_json_str(json_object_get(ctx, "Task"), "Token");
+	if (pre) {
+		/* minted when the state was entered, so Parameters could use it */
+		snprintf(token, sizeof token, "%s", pre);
+	} else {
+		pthread_mutex_lock(&x->mu);
+		snprintf(token, sizeof token, "%s:%llu", x->arn, (unsigned long long)++x->task_seq);
+		pthread_mutex_unlock(&x->mu);
+	}
 	req.resource = resource;
 	req.input = effective;
 	req.context = tctx;
@@ -893,6 +911,7 @@ static int run_state(flow_execution *x, const char *name, const json_t *st,
 	char ev[64];
 	uint64_t entered_ns = tm_clock_wall_ns();
 	json_t *ctx = make_context(x, name, entered_ns);
+	mint_task_token(x, st, ctx);
 	json_t *effective = NULL, *result = NULL, *output = NULL, *tmp;
 	json_t *pending_vars = NULL; /* Assign values, committed on success */
 	flow__env env = {.context = ctx, .scope = scope};
@@ -1324,6 +1343,7 @@ static int run_state_jsonata(flow_execution *x, const char *name, const json_t *
 	const char *type = json_string_value(json_object_get(st, "Type"));
 	char ev[64];
 	json_t *ctx = make_context(x, name, tm_clock_wall_ns());
+	mint_task_token(x, st, ctx);
 	json_t *states = json_pack("{s:O,s:O}", "input", raw, "context", ctx);
 	json_t *output = NULL, *result = NULL, *args = NULL, *pending_vars = NULL;
 	flow__jsonata_env env = {.input = raw, .states = states, .scope = scope};

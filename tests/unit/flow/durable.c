@@ -11,6 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
 
 #include <tracemart/flow.h>
 
@@ -27,6 +30,7 @@ struct fixture {
 	int fail_times;
 	uint64_t call_ns[8];
 	trace_context parents[8];
+	char *last_payload;
 };
 
 static void remove_db(const char *db)
@@ -49,6 +53,8 @@ static tm_err invoker(void *arg, const char *fn, const char *payload, const trac
 		f->call_ns[n] = tm_clock_wall_ns();
 		f->parents[n] = *parent;
 	}
+	free(f->last_payload);
+	f->last_payload = strdup(payload);
 	pthread_mutex_unlock(&f->mu);
 	/* what a runtime does: the invocation is a child of the Task span */
 	trace_span_opts o = {.kind = TRACE_KIND_CLIENT, .parent = TRACE_PARENT_CONTEXT,
@@ -100,6 +106,7 @@ static int teardown(void **state)
 	capture_free(&f->cap);
 	remove_db(f->db);
 	pthread_mutex_destroy(&f->mu);
+	free(f->last_payload);
 	free(f);
 	return 0;
 }
@@ -413,6 +420,136 @@ static void a_datadog_context_in_the_input_continues_the_trace(void **state)
 	free(arn);
 }
 
+static void a_task_token_completes_a_waiting_task(void **state)
+{
+	struct fixture *f = *state;
+	char *arn = NULL, *token = NULL;
+
+	reg(f, "token", "{\"StartAt\":\"Ask\",\"States\":{\"Ask\":{\"Type\":\"Task\","
+			"\"Resource\":\"arn:aws:states:::lambda:invoke.waitForTaskToken\","
+			"\"Parameters\":{\"FunctionName\":\"approver\","
+			"\"Payload\":{\"token.$\":\"$$.Task.Token\"}},\"End\":true}}}");
+	assert_int_equal(flow_engine_start(f->e, "token", NULL, "{}", NULL, &arn), TM_OK);
+	for (int i = 0; i < 4000 && !token; i++) {
+		pthread_mutex_lock(&f->mu);
+		if (f->last_payload) {
+			json_t *p = json_loads(f->last_payload, 0, NULL);
+			token = p && tm_json_str(p, "token") ? strdup(tm_json_str(p, "token")) : NULL;
+			json_decref(p);
+		}
+		pthread_mutex_unlock(&f->mu);
+		if (!token)
+			usleep(500);
+	}
+	assert_non_null(token);
+	assert_int_equal(flow_engine_task_success(f->e, "nope:1", "{}"), TM_ERR_NOT_FOUND);
+	/* the execution may still be between invoking and waiting: retry */
+	tm_err err = TM_ERR_NOT_FOUND;
+	for (int i = 0; i < 4000 && err == TM_ERR_NOT_FOUND; i++) {
+		err = flow_engine_task_success(f->e, token, "{\"approved\":true}");
+		if (err == TM_ERR_NOT_FOUND)
+			usleep(500);
+	}
+	assert_int_equal(err, TM_OK);
+	assert_int_equal(flow_engine_wait(f->e, arn, 10000), TM_OK);
+	json_t *d = describe(f, arn);
+	assert_string_equal(tm_json_str(d, "output"), "{\"approved\":true}");
+	json_decref(d);
+	free(token);
+	free(arn);
+}
+
+static tm_err hang(void *arg, const char *fn, const char *payload, const trace_context *parent,
+		   char **result, char **error, char **cause)
+{
+	(void)arg, (void)fn, (void)payload, (void)parent, (void)result, (void)error, (void)cause;
+	for (;;)
+		pause();
+	return TM_OK;
+}
+
+static bool stored_event(const char *db, const char *arn, const char *type)
+{
+	sqlite3 *c = NULL;
+	sqlite3_stmt *s = NULL;
+	bool found = false;
+	if (sqlite3_open_v2(db, &c, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(c, "SELECT 1 FROM events WHERE arn = ? AND type = ?", -1, &s,
+			       NULL) == SQLITE_OK) {
+		sqlite3_bind_text(s, 1, arn, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, type, -1, SQLITE_STATIC);
+		found = sqlite3_step(s) == SQLITE_ROW;
+	}
+	sqlite3_finalize(s);
+	sqlite3_close(c);
+	return found;
+}
+
+static void a_task_in_flight_when_the_process_dies_is_invoked_again(void **state)
+{
+	struct fixture *f = *state;
+	const char *arn = "arn:aws:states:local:000000000000:execution:crashy:crash-1";
+	static const char def[] =
+		"{\"StartAt\":\"First\",\"States\":{\"First\":{\"Type\":\"Pass\","
+		"\"Result\":{\"step\":1},\"Next\":\"Work\"},"
+		"\"Work\":{\"Type\":\"Task\",\"Resource\":\"echo\",\"End\":true}}}";
+
+	flow_engine_close(f->e);
+	f->e = NULL;
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* the doomed process: its task never returns */
+		flow_engine_config cfg;
+		flow_engine *e = NULL;
+		char *a = NULL;
+		flow_engine_config_init(&cfg);
+		cfg.db_path = f->db;
+		cfg.invoke = hang;
+		if (flow_engine_open(&cfg, &e) ||
+		    flow_engine_register(e, "crashy", def, strlen(def), NULL) ||
+		    flow_engine_start(e, "crashy", "crash-1", "{}", NULL, &a))
+			_exit(3);
+		for (;;)
+			pause();
+	}
+	bool started = false;
+	for (int i = 0; i < 10000 && !started; i++) {
+		started = stored_event(f->db, arn, "TaskStarted");
+		if (!started)
+			usleep(1000);
+	}
+	kill(pid, SIGKILL);
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(started);
+
+	engine_open(f);
+	assert_int_equal(flow_engine_wait(f->e, arn, 10000), TM_OK);
+	json_t *d = describe(f, arn);
+	assert_string_equal(tm_json_str(d, "status"), "SUCCEEDED");
+	assert_string_equal(tm_json_str(d, "output"), "{\"step\":1}");
+	json_decref(d);
+	assert_int_equal(f->calls, 1);
+	/* at-least-once, visibly: scheduled twice, entered and passed once */
+	json_t *h = history(f, arn), *ev;
+	size_t i;
+	int scheduled = 0, entered = 0, first = 0, succeeded = 0;
+	json_array_foreach(h, i, ev) {
+		const char *t = tm_json_str(ev, "type");
+		assert_int_equal(tm_json_int(ev, "id", 0), (json_int_t)i + 1);
+		scheduled += !strcmp(t, "TaskScheduled");
+		entered += !strcmp(t, "TaskStateEntered");
+		first += !strcmp(t, "PassStateEntered");
+		succeeded += !strcmp(t, "TaskSucceeded");
+	}
+	json_decref(h);
+	assert_int_equal(scheduled, 2);
+	assert_int_equal(entered, 1);
+	assert_int_equal(first, 1);
+	assert_int_equal(succeeded, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -423,6 +560,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(stop_aborts_a_waiting_execution, setup, teardown),
 		cmocka_unit_test_setup_teardown(execution_and_state_spans_have_the_right_parents, setup, teardown),
 		cmocka_unit_test_setup_teardown(a_datadog_context_in_the_input_continues_the_trace, setup, teardown),
+		cmocka_unit_test_setup_teardown(a_task_token_completes_a_waiting_task, setup, teardown),
+		cmocka_unit_test_setup_teardown(a_task_in_flight_when_the_process_dies_is_invoked_again, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
