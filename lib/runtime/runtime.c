@@ -214,7 +214,8 @@ void rt__job_run(rt__job *job, runtime_result *out, bool keep)
 						     (double)fn->timeout_ms / 1000.0);
 				atomic_fetch_add(&rt->timeouts, 1);
 				tm_log(TM_LOG_WARN, "runtime", "invocation timed out",
-				       "function", fn->name, "service", fn->service, "request_id", job->request_id, NULL);
+				       "function", fn->name,
+				       "service", fn->service, "request_id", job->request_id, NULL);
 			}
 			break;
 		}
@@ -301,7 +302,8 @@ static void *worker_main(void *arg)
 		fn->busy--;
 		if (job->abandoned) {
 			tm_log(TM_LOG_INFO, "runtime", "late result of a timed-out invocation discarded",
-			       "function", fn->name, "service", fn->service, "request_id", job->request_id, NULL);
+			       "function", fn->name,
+			       "service", fn->service, "request_id", job->request_id, NULL);
 			runtime_result_clear(&res);
 		} else {
 			job->res = res;

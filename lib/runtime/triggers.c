@@ -76,8 +76,8 @@ static tm_err deliver(runtime *rt, const fabric_invocation *fi)
 		return TM_ERR_NOT_FOUND;
 	}
 	if (fabric_json_parse(fi->event, fi->event_len, &event, errmsg, sizeof errmsg)) {
-		tm_log(TM_LOG_WARN, "runtime", "undecodable delivery", "function", fn->name, "service", fn->service,
-		       "error", errmsg, NULL);
+		tm_log(TM_LOG_WARN, "runtime", "undecodable delivery", "function", fn->name,
+		       "service", fn->service, "error", errmsg, NULL);
 		return TM_ERR_PARSE;
 	}
 	json_t *rec0 = json_array_get(json_object_get(event, "Records"), 0);
@@ -129,8 +129,9 @@ static tm_err deliver(runtime *rt, const fabric_invocation *fi)
 	rt__job_run(job, &res, false);
 	tm_err err = res.failed ? TM_ERR_INTERNAL : TM_OK;
 	if (res.failed)
-		tm_log(TM_LOG_INFO, "runtime", "function delivery failed", "function", fn->name, "service", fn->service,
-		       "error_type", res.error_type, "error", res.error_message, NULL);
+		tm_log(TM_LOG_INFO, "runtime", "function delivery failed", "function", fn->name,
+		       "service", fn->service, "error_type", res.error_type,
+		       "error", res.error_message, NULL);
 	runtime_result_clear(&res);
 	return err;
 }
