@@ -356,6 +356,13 @@ function renderTrace(t) {
   const errors = spans.filter((s) => s.status && s.status.code === 2).length;
   const root = roots[0] && roots[0].span;
 
+  /* log lines per span (when the collector receives the process's logs) */
+  const logsBySpan = new Map();
+  for (const l of t.logs || []) {
+    if (!logsBySpan.has(l.spanId)) logsBySpan.set(l.spanId, []);
+    logsBySpan.get(l.spanId).push(l);
+  }
+
   /* linkedFrom per target span, for the details and the row marks */
   const linkedTo = new Map();
   for (const l of t.linkedFrom) {
@@ -427,6 +434,7 @@ function renderTrace(t) {
       colourBar.style.background = colour(s.service);
       const marks = [];
       if ((s.links || []).length) marks.push(el('span', {class: 'wf-link-mark', title: 'links to another trace'}, '↗' + s.links.length));
+      if (logsBySpan.has(s.spanId)) marks.push(el('span', {class: 'wf-link-mark', title: 'log lines'}, '≡' + logsBySpan.get(s.spanId).length));
       if (linkedTo.has(s.spanId)) marks.push(el('span', {class: 'wf-link-mark', title: 'linked from another trace'}, '↙' + linkedTo.get(s.spanId).length));
       const bar = el('div', {class: 'wf-bar' + (isErr ? ' err' : '')});
       const left = 100 * off / total, width = 100 * Number(s.durationNano) / total;
@@ -481,6 +489,13 @@ function renderTrace(t) {
           el('h2', {}, 'Links'),
           (s.links || []).length ? el('ul', {}, s.links.map((l) => el('li', {},
             navLink(traceHref(l.traceId), 'trace ' + l.traceId + ' span ' + l.spanId), kvTable(l.attributes))))
+            : el('div', {class: 'muted'}, 'none'),
+          el('h2', {}, 'Logs'),
+          (logsBySpan.get(s.spanId) || []).length ? el('div', {class: 'logs'}, logsBySpan.get(s.spanId).map((l) => el('div', {class: 'log-line mono'},
+            el('span', {class: 'muted'}, '+' + fmtDur(nsDiff(l.timeUnixNano, s.startTimeUnixNano)) + ' '),
+            el('span', {class: 'log-level ' + (l.level === 'error' ? 'error-text' : '')}, l.level.toUpperCase() + ' '),
+            l.message,
+            Object.entries(l.fields || {}).map(([k, v]) => el('span', {class: 'muted'}, ' ' + k + '=' + (typeof v === 'string' ? v : JSON.stringify(v)))))))
             : el('div', {class: 'muted'}, 'none'),
           el('h2', {}, 'Linked from'),
           incoming.length ? el('ul', {}, incoming.map((l) => el('li', {},

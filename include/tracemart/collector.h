@@ -79,6 +79,15 @@ void collector_stop(collector *c);
  */
 void collector_sink(collector *c, trace_sink_fn *fn /* OUT */, void **arg /* OUT */);
 
+/*
+ * Log lines of spans: a tm_log_sink_fn and its argument for
+ * tm_log_set_sink(). Lines carrying trace_id/span_id (base's logs while a
+ * span is current) are stored with the trace and shown in the trace view;
+ * other lines are ignored. Never blocks; drops when its queue is full.
+ * Call tm_log_set_sink(NULL, NULL) before collector_stop().
+ */
+void collector_log_sink(collector *c, tm_log_sink_fn *fn /* OUT */, void **arg /* OUT */);
+
 /* "http://127.0.0.1:PORT" (static storage in c) or "" without a listener. */
 const char *collector_url(const collector *c);
 uint16_t collector_port(const collector *c);

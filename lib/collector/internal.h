@@ -53,6 +53,21 @@ typedef struct collector__span {
 	struct collector__span *next; /* queue chaining */
 } collector__span;
 
+/* A log line that names a span (trace_id/span_id fields of base's logs). */
+typedef struct collector__log {
+	char trace_id[33];
+	char span_id[17];
+	uint64_t time_ns;
+	char level[8];
+	char *message;
+	char *line;           /* the whole JSON line */
+	struct collector__log *next;
+} collector__log;
+
+void collector__log_list_free(collector__log *head);
+/* Parses one JSON log line; NULL when it names no span or is not JSON. */
+collector__log *collector__log_parse(const char *line, size_t len);
+
 void collector__span_free(collector__span *s);
 void collector__span_list_free(collector__span *head);
 /* Copies a finished SDK span (sink path). NULL on OOM. */
@@ -79,8 +94,10 @@ typedef struct collector__store collector__store;
 
 tm_err collector__store_open(const char *path, collector__store **out /* OUT */) TM_WARN_UNUSED;
 void collector__store_close(collector__store *st);
-/* Inserts a list of spans in one transaction (writer thread only). */
+/* Inserts a list of spans and one of log lines in one transaction
+ * (writer thread only). */
 tm_err collector__store_insert(collector__store *st, const collector__span *head,
+			       const collector__log *logs,
 			       size_t *inserted /* OUT */) TM_WARN_UNUSED;
 /* One retention pass: deletes at most batch spans older than
  * min_start_ns, or the oldest beyond max_spans (0: no cap). */

@@ -562,7 +562,7 @@ tm_err collector__q_trace(sqlite3 *db, const char *trace_id_in, json_t **out,
 {
 	char tid[33];
 	sqlite3_stmt *st = NULL;
-	json_t *spans = NULL, *from = NULL;
+	json_t *spans = NULL, *from = NULL, *logs = NULL;
 	strmap seen = {0};
 	tm_err err = TM_OK;
 
@@ -632,12 +632,40 @@ tm_err collector__q_trace(sqlite3 *db, const char *trace_id_in, json_t **out,
 						      "spanId", col_text(st, 1),
 						      "linkedSpanId", col_text(st, 2)));
 	}
+	sqlite3_finalize(st);
+	st = NULL;
+
+	/* Log lines written while one of the trace's spans was current. */
+	if (!(logs = json_array())) {
+		err = TM_ERR_NOMEM;
+		goto out;
+	}
+	if (sqlite3_prepare_v2(db, "SELECT span_id, time_ns, level, message, line FROM logs"
+			       " WHERE trace_id = ?1 ORDER BY time_ns, rowid LIMIT 10000",
+			       -1, &st, NULL) != SQLITE_OK) {
+		err = TM_ERR_DB;
+		goto out;
+	}
+	sqlite3_bind_text(st, 1, tid, -1, SQLITE_STATIC);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		json_t *fields = load_json(col_text(st, 4), json_object());
+		/* the line's own bookkeeping is already in the record */
+		static const char *const drop[] = {"ts", "level", "msg", "trace_id", "span_id",
+						   "dd.trace_id", "dd.span_id"};
+		for (size_t i = 0; json_is_object(fields) && i < TM_ARRAY_LEN(drop); i++)
+			json_object_del(fields, drop[i]);
+		json_array_append_new(logs, json_pack("{s:s, s:o, s:s, s:s, s:o}", "spanId", col_text(st, 0),
+						      "timeUnixNano", ns_string((uint64_t)sqlite3_column_int64(st, 1)),
+						      "level", col_text(st, 2), "message", col_text(st, 3),
+						      "fields", fields));
+	}
 	if (!json_array_size(spans) && !json_array_size(from)) {
 		SET_ERR("trace %s not found", tid);
 		err = TM_ERR_NOT_FOUND;
 		goto out;
 	}
-	*out = json_pack("{s:s, s:O, s:O}", "traceId", tid, "spans", spans, "linkedFrom", from);
+	*out = json_pack("{s:s, s:O, s:O, s:O}", "traceId", tid, "spans", spans, "linkedFrom", from,
+			 "logs", logs);
 	if (!*out)
 		err = TM_ERR_NOMEM;
 out:
@@ -645,6 +673,7 @@ out:
 	strmap_free(&seen);
 	json_decref(spans);
 	json_decref(from);
+	json_decref(logs);
 	return err;
 }
 

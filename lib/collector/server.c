@@ -25,6 +25,8 @@ struct collector {
 	pthread_cond_t done;   /* flushers: progress */
 	collector__span *head, *tail;
 	size_t depth;
+	collector__log *log_head, *log_tail;
+	size_t log_depth;
 	bool stopping;
 	bool writer_busy;
 	pthread_t writer;
@@ -32,6 +34,7 @@ struct collector {
 
 	/* counters, under mu */
 	uint64_t received, processed, stored, rejected, sink_dropped, throttled, pruned;
+	uint64_t logs_received, logs_processed, logs_dropped;
 };
 
 void collector_config_init(collector_config *cfg)
@@ -109,10 +112,11 @@ static void *writer_main(void *arg)
 	pthread_mutex_lock(&c->mu);
 	for (;;) {
 		collector__span *batch, *cut;
-		size_t n = 0, inserted = 0;
+		collector__log *logs;
+		size_t n = 0, nlogs, inserted = 0;
 		tm_err err;
 
-		if (!c->head) {
+		if (!c->head && !c->log_head) {
 			struct timespec ts;
 			uint64_t now = tm_clock_mono_ns();
 			if (c->stopping)
@@ -138,31 +142,41 @@ static void *writer_main(void *arg)
 			pthread_cond_timedwait(&c->wake, &c->mu, &ts);
 			continue;
 		}
-		/* Take up to batch_spans off the head. */
+		/* Take up to batch_spans off the head, and every log line. */
 		batch = c->head;
-		cut = batch;
-		n = 1;
-		while (cut->next && n < c->cfg.batch_spans) {
-			cut = cut->next;
-			n++;
+		if (batch) {
+			cut = batch;
+			n = 1;
+			while (cut->next && n < c->cfg.batch_spans) {
+				cut = cut->next;
+				n++;
+			}
+			c->head = cut->next;
+			if (!c->head)
+				c->tail = NULL;
+			cut->next = NULL;
+			c->depth -= n;
 		}
-		c->head = cut->next;
-		if (!c->head)
-			c->tail = NULL;
-		cut->next = NULL;
-		c->depth -= n;
+		logs = c->log_head;
+		nlogs = c->log_depth;
+		c->log_head = c->log_tail = NULL;
+		c->log_depth = 0;
 		c->writer_busy = true;
 		pthread_mutex_unlock(&c->mu);
 
-		err = collector__store_insert(c->store, batch, &inserted);
+		err = collector__store_insert(c->store, batch, logs, &inserted);
+		collector__span_list_free(batch);
+		collector__log_list_free(logs);
+		/* Logged after the lists are freed and outside mu: the log sink
+		 * may call back into this collector. */
 		if (err)
 			tm_log(TM_LOG_ERROR, "collector", "spans lost: store insert failed",
 			       "error", tm_strerror(err), NULL);
-		collector__span_list_free(batch);
 
 		pthread_mutex_lock(&c->mu);
 		c->writer_busy = false;
 		c->processed += n;
+		c->logs_processed += nlogs;
 		c->stored += inserted;
 		pthread_cond_broadcast(&c->done);
 	}
@@ -175,11 +189,12 @@ tm_err collector_flush(collector *c, uint64_t timeout_ms)
 {
 	uint64_t deadline = tm_clock_mono_ns() + timeout_ms * TM_NS_PER_MS;
 	tm_err err = TM_OK;
-	uint64_t target;
+	uint64_t target, log_target;
 
 	pthread_mutex_lock(&c->mu);
 	target = c->received;
-	while (c->processed < target) {
+	log_target = c->logs_received;
+	while (c->processed < target || c->logs_processed < log_target) {
 		struct timespec ts;
 		uint64_t now = tm_clock_mono_ns(), t;
 		if (now >= deadline) {
@@ -264,6 +279,41 @@ static void sink_cb(const trace_span_data *const *spans, size_t n,
 void collector_sink(collector *c, trace_sink_fn *fn, void **arg)
 {
 	*fn = sink_cb;
+	*arg = c;
+}
+
+/* Runs inside tm_log on any thread: must not log and must not block. */
+static void log_sink_cb(const char *line, size_t len, void *arg)
+{
+	collector *c = arg;
+	collector__log *l = collector__log_parse(line, len);
+	bool ok;
+
+	if (!l)
+		return;
+	pthread_mutex_lock(&c->mu);
+	/* A quarter of the span queue's room is plenty for log lines. */
+	ok = !c->stopping && c->log_depth < c->cfg.queue_spans / 4 + 1;
+	if (ok) {
+		if (c->log_tail)
+			c->log_tail->next = l;
+		else
+			c->log_head = l;
+		c->log_tail = l;
+		c->log_depth++;
+		c->logs_received++;
+		pthread_cond_signal(&c->wake);
+	} else {
+		c->logs_dropped++;
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (!ok)
+		collector__log_list_free(l);
+}
+
+void collector_log_sink(collector *c, tm_log_sink_fn *fn, void **arg)
+{
+	*fn = log_sink_cb;
 	*arg = c;
 }
 
@@ -662,6 +712,7 @@ void collector_stop(collector *c)
 	if (c->writer_started)
 		pthread_join(c->writer, NULL);
 	collector__span_list_free(c->head);
+	collector__log_list_free(c->log_head);
 	collector__store_close(c->store);
 	http_router_free(c->router);
 	pthread_mutex_destroy(&c->prune_mu);

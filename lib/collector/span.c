@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -325,4 +326,73 @@ collector__span *collector__span_from_sdk(const trace_span_data *d,
 fail:
 	collector__span_free(s);
 	return NULL;
+}
+
+/* ------------------------------------------------------------ log lines */
+
+void collector__log_list_free(collector__log *head)
+{
+	while (head) {
+		collector__log *next = head->next;
+		free(head->message);
+		free(head->line);
+		free(head);
+		head = next;
+	}
+}
+
+/* "2024-01-02T03:04:05.678Z" (base's log timestamp) → ns; 0 when not that. */
+static uint64_t rfc3339_ns(const char *s)
+{
+	struct tm tm;
+	int ms = 0, n = 0;
+
+	memset(&tm, 0, sizeof tm);
+	if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+			 &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms, &n) != 7 || !n)
+		return 0;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	time_t t = timegm(&tm);
+	if (t < 0)
+		return 0;
+	return (uint64_t)t * TM_NS_PER_S + (uint64_t)ms * TM_NS_PER_MS;
+}
+
+collector__log *collector__log_parse(const char *line, size_t len)
+{
+	json_t *v = NULL;
+	collector__log *l = NULL;
+	const char *msg, *level;
+	char err[8];
+
+	/* Cheap test first: most lines of a process name no span. */
+	if (!memmem(line, len, "\"span_id\":\"", 11))
+		return NULL;
+	if (tm_json_parse(line, len, &v, err, sizeof err) || !json_is_object(v))
+		goto out;
+	if (!(l = calloc(1, sizeof(*l))))
+		goto out;
+	if (!collector__hex_id(tm_json_str(v, "trace_id"), 32, l->trace_id) ||
+	    !collector__hex_id(tm_json_str(v, "span_id"), 16, l->span_id))
+		goto fail;
+	l->time_ns = rfc3339_ns(tm_json_str(v, "ts"));
+	if (!l->time_ns)
+		l->time_ns = tm_clock_wall_ns();
+	level = tm_json_str(v, "level");
+	snprintf(l->level, sizeof l->level, "%s", level ? level : "");
+	msg = tm_json_str(v, "msg");
+	l->message = dup_clean(msg ? msg : "", COLLECTOR_NAME_MAX * 4);
+	l->line = malloc(len + 1);
+	if (!l->message || !l->line)
+		goto fail;
+	memcpy(l->line, line, len);
+	l->line[len] = '\0';
+	goto out;
+fail:
+	collector__log_list_free(l);
+	l = NULL;
+out:
+	json_decref(v);
+	return l;
 }

@@ -54,12 +54,22 @@ static const char *const migrations[] = {
 	"  kind INTEGER NOT NULL,"
 	"  last_seen INTEGER NOT NULL,"
 	"  PRIMARY KEY (service, name)) WITHOUT ROWID;",
+	/* 2: log lines of spans (tm_log lines carrying trace_id/span_id). */
+	"CREATE TABLE logs ("
+	"  trace_id TEXT NOT NULL,"
+	"  span_id TEXT NOT NULL,"
+	"  time_ns INTEGER NOT NULL,"
+	"  level TEXT NOT NULL,"
+	"  message TEXT NOT NULL,"
+	"  line TEXT NOT NULL);"
+	"CREATE INDEX logs_trace ON logs(trace_id);"
+	"CREATE INDEX logs_time ON logs(time_ns);",
 };
 #define SCHEMA_VERSION ((int)TM_ARRAY_LEN(migrations))
 
 enum wstmt {
-	W_BEGIN, W_COMMIT, W_ROLLBACK, W_SPAN, W_LINK, W_OP,
-	W_PRUNE_AGE, W_PRUNE_OLDEST, W_PRUNE_LINKS, W_PRUNE_OPS, W__COUNT
+	W_BEGIN, W_COMMIT, W_ROLLBACK, W_SPAN, W_LINK, W_OP, W_LOG,
+	W_PRUNE_AGE, W_PRUNE_OLDEST, W_PRUNE_LINKS, W_PRUNE_OPS, W_PRUNE_LOGS, W__COUNT
 };
 static const char *const wsql[W__COUNT] = {
 	[W_BEGIN] = "BEGIN IMMEDIATE",
@@ -73,6 +83,8 @@ static const char *const wsql[W__COUNT] = {
 	[W_OP] = "INSERT INTO operations (service, name, kind, last_seen) VALUES (?1, ?2, ?3, ?4)"
 		 " ON CONFLICT (service, name) DO UPDATE SET"
 		 " last_seen = max(last_seen, excluded.last_seen), kind = excluded.kind",
+	[W_LOG] = "INSERT INTO logs (trace_id, span_id, time_ns, level, message, line)"
+		  " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	[W_PRUNE_AGE] = "DELETE FROM spans WHERE rowid IN (SELECT rowid FROM spans"
 			" WHERE start_ns < ?1 ORDER BY start_ns LIMIT ?2)",
 	[W_PRUNE_OLDEST] = "DELETE FROM spans WHERE rowid IN (SELECT rowid FROM spans"
@@ -84,6 +96,9 @@ static const char *const wsql[W__COUNT] = {
 			  " FROM spans) LIMIT ?1)",
 	[W_PRUNE_OPS] = "DELETE FROM operations WHERE last_seen <"
 			" (SELECT coalesce(min(start_ns), 9223372036854775807) FROM spans)",
+	[W_PRUNE_LOGS] = "DELETE FROM logs WHERE rowid IN (SELECT rowid FROM logs WHERE"
+			 " time_ns < (SELECT coalesce(min(start_ns), 9223372036854775807)"
+			 " FROM spans) LIMIT ?1)",
 };
 
 typedef struct reader {
@@ -252,7 +267,7 @@ typedef struct op_seen {
 } op_seen;
 
 tm_err collector__store_insert(collector__store *st, const collector__span *head,
-			       size_t *inserted)
+			       const collector__log *logs, size_t *inserted)
 {
 	op_seen ops[64];
 	size_t nops = 0, n = 0;
@@ -320,6 +335,19 @@ tm_err collector__store_insert(collector__store *st, const collector__span *head
 		}
 		n++;
 	}
+	for (const collector__log *l = logs; l; l = l->next) {
+		sqlite3_stmt *lg = st->ws[W_LOG];
+		sqlite3_bind_text(lg, 1, l->trace_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(lg, 2, l->span_id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(lg, 3, i64(l->time_ns));
+		sqlite3_bind_text(lg, 4, l->level, -1, SQLITE_STATIC);
+		sqlite3_bind_text(lg, 5, l->message, -1, SQLITE_STATIC);
+		sqlite3_bind_text(lg, 6, l->line, -1, SQLITE_STATIC);
+		if (!step_done(lg)) {
+			err = db_fail(st->w, "insert log");
+			goto rollback;
+		}
+	}
 	for (size_t i = 0; i < nops; i++) {
 		sqlite3_bind_text(op, 1, ops[i].s->service, -1, SQLITE_STATIC);
 		sqlite3_bind_text(op, 2, ops[i].s->name, -1, SQLITE_STATIC);
@@ -385,7 +413,9 @@ tm_err collector__store_prune(collector__store *st, uint64_t min_start_ns,
 	if (done) {
 		s = st->ws[W_PRUNE_LINKS];
 		sqlite3_bind_int64(s, 1, (sqlite3_int64)batch * 4);
-		if (!step_done(s) || !step_done(st->ws[W_PRUNE_OPS])) {
+		sqlite3_bind_int64(st->ws[W_PRUNE_LOGS], 1, (sqlite3_int64)batch * 4);
+		if (!step_done(s) || !step_done(st->ws[W_PRUNE_OPS]) ||
+		    !step_done(st->ws[W_PRUNE_LOGS])) {
 			err = db_fail(st->w, "prune links");
 			goto rollback;
 		}

@@ -140,6 +140,57 @@ static void sink_receives_spans_from_a_real_tracer(void **state)
 	fx_stop(&f);
 }
 
+static void log_lines_of_a_span_are_stored_with_its_trace(void **state)
+{
+	fixture f;
+	trace_config tc;
+	trace_tracer *tr = NULL;
+	trace_span *span;
+	trace_scope scope;
+	trace_context ctx;
+	tm_log_sink_fn lfn;
+	void *larg;
+	char tid[33], sid[17], path[128];
+
+	(void)state;
+	fx_start(&f, NULL);
+	trace_config_init(&tc);
+	tc.synchronous = true;
+	tc.exporters = TRACE_EXPORT_SINK;
+	collector_sink(f.c, &tc.sink, &tc.sink_arg);
+	assert_int_equal(trace_tracer_create(&tc, &tr), TM_OK);
+	collector_log_sink(f.c, &lfn, &larg);
+	tm_log_set_sink(lfn, larg);
+
+	tm_log(TM_LOG_WARN, "test", "outside any span", NULL);
+	span = trace_span_start(tr, "work", NULL);
+	trace_span_context(span, &ctx);
+	scope = trace_span_activate(span);
+	tm_log(TM_LOG_WARN, "pricing", "price <computed>", "product", "WIDGET", NULL);
+	trace_scope_end(&scope);
+	trace_span_end(span, 0);
+	tm_log_set_sink(NULL, NULL);
+	assert_int_equal(trace_tracer_force_flush(tr), TM_OK);
+	assert_int_equal(collector_flush(f.c, 20000), TM_OK);
+
+	trace_id_to_hex(ctx.trace_id, tid);
+	trace_span_id_to_hex(ctx.span_id, sid);
+	snprintf(path, sizeof path, "/api/traces/%s", tid);
+	json_t *t = fx_get_json(f.c, path, 200);
+	json_t *logs = json_object_get(t, "logs");
+	assert_int_equal(json_array_size(logs), 1);
+	json_t *l = json_array_get(logs, 0);
+	assert_string_equal(tm_json_str(l, "spanId"), sid);
+	assert_string_equal(tm_json_str(l, "level"), "warn");
+	assert_string_equal(tm_json_str(l, "message"), "price <computed>");
+	assert_string_equal(tm_json_str(json_object_get(l, "fields"), "product"), "WIDGET");
+	assert_string_equal(tm_json_str(json_object_get(l, "fields"), "component"), "pricing");
+	assert_null(json_object_get(json_object_get(l, "fields"), "trace_id"));
+	json_decref(t);
+	trace_tracer_shutdown(tr);
+	fx_stop(&f);
+}
+
 static void otlp_json_from_our_exporter_is_stored(void **state)
 {
 	fixture f;
@@ -375,6 +426,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(sink_stores_spans_with_attributes_events_and_links),
 		cmocka_unit_test(sink_receives_spans_from_a_real_tracer),
+		cmocka_unit_test(log_lines_of_a_span_are_stored_with_its_trace),
 		cmocka_unit_test(otlp_json_from_our_exporter_is_stored),
 		cmocka_unit_test(otlp_accepts_base64_ids_enum_names_and_numeric_times),
 		cmocka_unit_test(malformed_bodies_get_400_with_a_message),
