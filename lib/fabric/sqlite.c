@@ -145,6 +145,7 @@ struct sq {
 	bool stop;
 	pthread_t writer;
 	bool writer_started;
+	bool idle_wait;             /* the writer sleeps: submit must wake it */
 	/* Counters for the debug line at close. */
 	uint64_t n_batches, n_ops, busy_ns;
 	/* Per-batch scratch: seqs deleted in the batch (coalescing). */
@@ -564,21 +565,21 @@ static void *writer_main(void *arg)
 	pthread_mutex_lock(&s->wmu);
 	for (;;) {
 		while (!s->head && !s->stop) {
+			s->idle_wait = true;
 			if (!carry) {
 				pthread_cond_wait(&s->wcond, &s->wmu);
+				s->idle_wait = false;
 				continue;
 			}
 			/* Idle with deferred updates: give them 10 ms. */
 			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += 10 * 1000 * 1000;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
-			if (pthread_cond_timedwait(&s->wcond, &s->wmu, &ts))
+			abs_mono(&ts, tm_clock_mono_ns() + 10 * TM_NS_PER_MS);
+			int trc = pthread_cond_timedwait(&s->wcond, &s->wmu, &ts);
+			s->idle_wait = false;
+			if (trc)
 				break;
 		}
+		s->idle_wait = false;
 		if (!s->head && !carry)
 			break;
 		/* Take everything pending, up to batch_max operations. */
@@ -679,7 +680,8 @@ static tm_err submit(sq *s, wop *o)
 		s->head = o;
 	s->tail = o;
 	s->pending++;
-	pthread_cond_signal(&s->wcond);
+	if (s->idle_wait) /* a busy writer takes it with its next batch */
+		pthread_cond_signal(&s->wcond);
 	if (o->async) {
 		pthread_mutex_unlock(&s->wmu);
 		return TM_OK;
@@ -1793,7 +1795,7 @@ tm_err fabric__sqlite_open(const fabric_config *cfg, fabric_backend **out)
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_mutex_init(&s->catalog_mu, NULL);
 	pthread_mutex_init(&s->wmu, NULL);
-	pthread_cond_init(&s->wcond, NULL);
+	cond_init_mono(&s->wcond);
 	pthread_cond_init(&s->space_cond, NULL);
 	s->queue_max = cfg->writer_queue_max ? cfg->writer_queue_max : 4096;
 	s->batch_max = cfg->writer_batch_max ? cfg->writer_batch_max : 4096;
