@@ -25,7 +25,8 @@ typedef struct fixture {
 	runtime *rt;
 } fixture;
 
-static inline void fixture_open_paused(fixture *fx, double scale, bool paused)
+static inline void fixture_open_opts(fixture *fx, double scale, bool paused,
+				     bool fabric_untraced)
 {
 	fabric_config fc;
 	runtime_config rc;
@@ -39,6 +40,7 @@ static inline void fixture_open_paused(fixture *fx, double scale, bool paused)
 	fabric_config_init(&fc);
 	fc.path = fx->path;
 	fc.tracer = fx->tracer;
+	fc.no_tracing = fabric_untraced;
 	assert_int_equal(fabric_open(&fc, &fx->fab), TM_OK);
 	runtime_config_init(&rc);
 	rc.fabric = fx->fab;
@@ -47,9 +49,14 @@ static inline void fixture_open_paused(fixture *fx, double scale, bool paused)
 	assert_int_equal(runtime_create(&rc, &fx->rt), TM_OK);
 }
 
+static inline void fixture_open_paused(fixture *fx, double scale, bool paused)
+{
+	fixture_open_opts(fx, scale, paused, false);
+}
+
 static inline void fixture_open(fixture *fx, double scale)
 {
-	fixture_open_paused(fx, scale, false);
+	fixture_open_opts(fx, scale, false, false);
 }
 
 static inline void fixture_close(fixture *fx)

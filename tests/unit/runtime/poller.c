@@ -252,6 +252,38 @@ static void a_message_failing_max_receive_count_times_lands_in_the_dlq(void **st
 	fixture_close(&fx);
 }
 
+static void mappings_are_validated(void **state)
+{
+	fixture fx;
+	recorder r;
+	runtime_queue_mapping m = { .queue = "arn:aws:sqs:" FABRIC_REGION ":" FABRIC_ACCOUNT ":in",
+				    .function = "consume", .batch_size = 1 };
+
+	fixture_open(&fx, 1000.0);
+	recorder_init(&r, REC_OK);
+	make_queue(&fx, "in", LONG_VIS, NULL, 0);
+	register_fn(&fx, "consume", &r, 1, RUNTIME_TIMEOUT_MAX_MS, RUNTIME_TRACE_PARENT);
+	m.batch_size = 11;
+	assert_int_equal(runtime_add_queue_mapping(fx.rt, &m, NULL), TM_ERR_INVALID);
+	m.batch_size = 1;
+	m.max_batching_window_ms = RUNTIME_BATCH_WINDOW_MAX_MS + 1;
+	assert_int_equal(runtime_add_queue_mapping(fx.rt, &m, NULL), TM_ERR_INVALID);
+	m.max_batching_window_ms = 0;
+	m.function = "missing";
+	assert_int_equal(runtime_add_queue_mapping(fx.rt, &m, NULL), TM_ERR_NOT_FOUND);
+	m.function = "consume";
+	m.queue = "no-such-queue";
+	assert_int_equal(runtime_add_queue_mapping(fx.rt, &m, NULL), TM_ERR_NOT_FOUND);
+	/* A queue ARN names the queue. */
+	m.queue = "arn:aws:sqs:" FABRIC_REGION ":" FABRIC_ACCOUNT ":in";
+	assert_int_equal(runtime_add_queue_mapping(fx.rt, &m, NULL), TM_OK);
+	send_body(&fx, "in", "x");
+	WAIT_FOR(recorder_records(&r) >= 1 && queue_total(&fx, "in") == 0);
+	assert_int_equal(recorder_records(&r), 1);
+	recorder_free(&r);
+	fixture_close(&fx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -262,6 +294,7 @@ int main(void)
 		cmocka_unit_test(a_function_error_fails_the_whole_batch),
 		cmocka_unit_test(a_malformed_batch_response_fails_the_whole_batch),
 		cmocka_unit_test(a_message_failing_max_receive_count_times_lands_in_the_dlq),
+		cmocka_unit_test(mappings_are_validated),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -257,12 +257,47 @@ static void a_batch_span_links_every_message_and_each_record_joins_its_trace(voi
 	fixture_close(&fx);
 }
 
+/* A producer outside tracemart: the context arrives only as a W3C
+ * traceparent message attribute. */
+static void a_consumer_continues_w3c_context_written_by_another_producer(void **state)
+{
+	fixture fx;
+	recorder r;
+	runtime_queue_mapping m = { .queue = "ext", .function = "consume", .batch_size = 1 };
+	fabric_attr a = { .name = "traceparent", .type = "String",
+			  .value = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" };
+	fabric_send_entry e = { .body = "w3c", .body_len = 3, .attrs = &a, .nattrs = 1,
+				.delay_ms = -1 };
+
+	fixture_open_opts(&fx, 100.0, false, true);
+	recorder_init(&r, REC_OK);
+	make_queue(&fx, "ext", 12 * 3600 * 1000ULL, NULL, 0);
+	register_fn(&fx, "consume", &r, 1, RUNTIME_TIMEOUT_MAX_MS, RUNTIME_TRACE_PARENT);
+	assert_int_equal(fabric_queue_send(fx.fab, "ext", &e, NULL), TM_OK);
+	assert_int_equal(runtime_add_queue_mapping(fx.rt, &m, NULL), TM_OK);
+	WAIT_FOR(atomic_load(&r.calls) >= 1);
+	runtime_destroy(fx.rt);
+	fx.rt = NULL;
+	json_t *proc = only(&fx, "process ext");
+	assert_string_equal(tm_json_str(proc, "traceId"), "0af7651916cd43dd8448eb211c80319c");
+	assert_string_equal(tm_json_str(proc, "parentSpanId"), "b7ad6b7169203331");
+	/* The record shows the attribute in Lambda's shape. */
+	json_t *rec = json_array_get(json_object_get(json_array_get(r.events, 0), "Records"), 0);
+	json_t *tp = json_object_get(json_object_get(rec, "messageAttributes"), "traceparent");
+	assert_string_equal(tm_json_str(tp, "stringValue"), a.value);
+	assert_string_equal(tm_json_str(tp, "dataType"), "String");
+	assert_true(json_is_array(json_object_get(tp, "stringListValues")));
+	recorder_free(&r);
+	fixture_close(&fx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(one_trace_runs_from_topic_through_queue_function_bus_queue_to_function),
 		cmocka_unit_test(a_link_mode_consumer_starts_a_new_trace_linked_to_the_producer),
 		cmocka_unit_test(a_batch_span_links_every_message_and_each_record_joins_its_trace),
+		cmocka_unit_test(a_consumer_continues_w3c_context_written_by_another_producer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
