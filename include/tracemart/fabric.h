@@ -291,6 +291,9 @@ typedef struct fabric_invocation {
  * none). Until a handler is set, deliveries wait (durably).
  */
 typedef tm_err (*fabric_function_fn)(const fabric_invocation *inv, void *arg);
+/* Replaces the handler (NULL: deliveries wait). Returns once no call to
+ * the previous handler is running, so its arg may then be freed; must not
+ * be called from inside a handler. */
 void fabric_set_function_handler(fabric *f, fabric_function_fn fn, void *arg);
 
 /* Retry policy of a function target. */

@@ -689,9 +689,13 @@ tm_err fabric_dlq_redrive(fabric *f, const char *dlq, const char *dest, uint64_t
 
 void fabric_set_function_handler(fabric *f, fabric_function_fn fn, void *arg)
 {
-	pthread_mutex_lock(&f->mu);
+	/* The write lock waits for invocations of the old handler to end:
+	 * once this returns, the old arg is no longer used. */
+	pthread_rwlock_wrlock(&f->fn_lock);
 	f->fn = fn;
 	f->fn_arg = arg;
+	pthread_rwlock_unlock(&f->fn_lock);
+	pthread_mutex_lock(&f->mu);
 	f->fn_kick = true;
 	pthread_cond_broadcast(&f->fn_cond);
 	pthread_mutex_unlock(&f->mu);
@@ -872,6 +876,12 @@ void fabric__fnq_remove(fabric *f, const char *queue)
 
 #define DISPATCH_SNAPSHOT 64
 
+static bool stopping(fabric *f)
+{
+	return __atomic_load_n(&f->stopping, __ATOMIC_ACQUIRE);
+}
+#define DISPATCH_TURN 32
+
 static void *dispatcher_main(void *arg)
 {
 	fabric *f = arg;
@@ -880,8 +890,6 @@ static void *dispatcher_main(void *arg)
 	pthread_mutex_lock(&f->mu);
 	while (!f->stopping) {
 		size_t ns = 0;
-		fabric_function_fn fn = f->fn;
-		void *fn_arg = f->fn_arg;
 		for (fabric__fnq *q = f->fnqs; q && ns < DISPATCH_SNAPSHOT; q = q->next)
 			snap[ns++] = *q;
 		f->fn_kick = false;
@@ -891,10 +899,21 @@ static void *dispatcher_main(void *arg)
 		/* Wait at most 1 s of real time, so new internal queues and
 		 * shutdown are noticed even without a kick. */
 		uint64_t now_wall = tm_clock_wall_ns(), wait_ns = TM_NS_PER_S;
-		if (fn) {
-			for (size_t i = 0; i < ns; i++)
-				while (dispatch_one(f, &snap[i], fn, fn_arg))
-					any = true;
+		bool have_fn = false;
+		for (size_t i = 0; i < ns && !stopping(f); i++) {
+			/* A bounded turn per queue, so one busy target does not
+			 * starve the others. */
+			for (int k = 0; k < DISPATCH_TURN && !stopping(f); k++) {
+				pthread_rwlock_rdlock(&f->fn_lock);
+				have_fn = f->fn != NULL;
+				bool got = have_fn && dispatch_one(f, &snap[i], f->fn, f->fn_arg);
+				pthread_rwlock_unlock(&f->fn_lock);
+				if (!got)
+					break;
+				any = true;
+			}
+		}
+		if (have_fn) {
 			now_wall = tm_clock_wall_ns();
 			for (size_t i = 0; i < ns; i++) {
 				uint64_t nv = f->be->ops->next_visible(f->be, snap[i].queue);
@@ -934,6 +953,13 @@ tm_err fabric_open(const fabric_config *cfg, fabric **out)
 	if (!f)
 		return TM_ERR_NOMEM;
 	pthread_mutex_init(&f->mu, NULL);
+	pthread_rwlockattr_t ra;
+	pthread_rwlockattr_init(&ra);
+	/* Writer preference: a handler change is not starved by busy
+	 * dispatchers. */
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&f->fn_lock, &ra);
+	pthread_rwlockattr_destroy(&ra);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&f->fn_cond, &ca);
@@ -980,7 +1006,7 @@ void fabric_close(fabric *f)
 	if (!f)
 		return;
 	pthread_mutex_lock(&f->mu);
-	f->stopping = true;
+	__atomic_store_n(&f->stopping, true, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&f->fn_cond);
 	pthread_mutex_unlock(&f->mu);
 	for (unsigned i = 0; i < f->ndispatchers; i++)
@@ -990,6 +1016,7 @@ void fabric_close(fabric *f)
 		f->be->ops->close(f->be);
 	fabric__caches_free(f);
 	pthread_cond_destroy(&f->fn_cond);
+	pthread_rwlock_destroy(&f->fn_lock);
 	pthread_mutex_destroy(&f->mu);
 	free(f);
 }

@@ -141,7 +141,9 @@ struct fabric {
 	fabric__rule *rules;
 	fabric__fnq *fnqs;
 
-	/* function dispatch */
+	/* function dispatch; fn/fn_arg under fn_lock (read-held while a
+	 * handler runs) */
+	pthread_rwlock_t fn_lock;
 	fabric_function_fn fn;
 	void *fn_arg;
 	pthread_cond_t fn_cond;
