@@ -264,6 +264,11 @@ typedef struct flow_engine_config {
 } flow_engine_config;
 
 void flow_engine_config_init(flow_engine_config *cfg);
+/* Points the three integrations at a fabric (topics, queues, the bus);
+ * f must outlive the engine. Available when the build has the fabric
+ * component (link tm_fabric). */
+struct fabric;
+void flow_engine_config_use_fabric(flow_engine_config *cfg, struct fabric *f);
 /* Opens (creating) the store, registers the stored machines and resumes
  * the executions that were running or waiting. Caller owns *out. */
 tm_err flow_engine_open(const flow_engine_config *cfg,
