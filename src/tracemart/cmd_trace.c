@@ -158,7 +158,8 @@ int cmd_trace(int argc, char **argv)
 	}
 	g_nodes = nodes;
 	for (i = 0; i < n; i++)
-		qsort(nodes[i].kids, nodes[i].nkids, sizeof(size_t), by_start);
+		if (nodes[i].nkids) /* kids is NULL for a leaf */
+			qsort(nodes[i].kids, nodes[i].nkids, sizeof(size_t), by_start);
 	qsort(roots, nroots, sizeof(size_t), by_start);
 
 	collector_format_duration(n ? t1 - t0 : 0, total, sizeof total);
