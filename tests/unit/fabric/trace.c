@@ -346,6 +346,88 @@ static void move_to_dlq_is_a_span_in_the_producer_trace_with_the_delivery_count(
 	assert_int_equal(dead->nevents, 1);
 }
 
+struct loadgen {
+	tfix *x;
+	int sends;
+	int failures;
+};
+
+/* Each send happens under its own root span; the body names its trace. */
+static void *send_traced(void *arg)
+{
+	struct loadgen *g = arg;
+
+	for (int i = 0; i < g->sends; i++) {
+		trace_span_opts o = { .kind = TRACE_KIND_SERVER, .parent = TRACE_PARENT_NONE };
+		trace_span *s = trace_span_start(g->x->tracer, "request", &o);
+		trace_scope sc = trace_span_activate(s);
+		trace_context c;
+		char hex[33];
+		trace_span_context(s, &c);
+		trace_id_to_hex(c.trace_id, hex);
+		fabric_publish p = { .message = hex, .message_len = 32 };
+		if (i % 2) {
+			if (fabric_topic_publish(g->x->t.f, "load", &p, NULL))
+				g->failures++;
+		} else {
+			fabric_send_entry e = { .body = hex, .body_len = 32, .delay_ms = -1 };
+			if (fabric_queue_send(g->x->t.f, "loadq", &e, NULL))
+				g->failures++;
+		}
+		trace_scope_end(&sc);
+		trace_span_end(s, 0);
+	}
+	return NULL;
+}
+
+static void trace_context_stays_with_its_message_under_concurrent_load(void **state)
+{
+	tfix *x = *state;
+	fabric *f = x->t.f;
+	struct loadgen g[4];
+	pthread_t th[4];
+	int seen = 0, wrong = 0;
+
+	make_queue(f, "loadq", NULL, 0);
+	assert_int_equal(fabric_topic_create(f, "load"), TM_OK);
+	fabric_subscription sub = { .kind = FABRIC_TO_QUEUE, .endpoint = "loadq" };
+	assert_int_equal(fabric_topic_subscribe(f, "load", &sub, NULL, NULL, 0), TM_OK);
+	for (int i = 0; i < 4; i++) {
+		g[i] = (struct loadgen){ .x = x, .sends = 50 };
+		assert_int_equal(pthread_create(&th[i], NULL, send_traced, &g[i]), 0);
+	}
+	/* Consume while they send. */
+	fabric_message m[FABRIC_BATCH_MAX];
+	fabric_receive_opts o = { .max_messages = FABRIC_BATCH_MAX, .wait_ms = 1000,
+				  .visibility_timeout_ms = 3600000 };
+	for (int tries = 0; seen < 200 && tries < 2000; tries++) {
+		size_t n = 0;
+		assert_int_equal(fabric_queue_receive(f, "loadq", &o, m, &n), TM_OK);
+		for (size_t i = 0; i < n; i++) {
+			trace_context c;
+			char hex[33];
+			const char *want = m[i].body;
+			json_t *env = json_loads(m[i].body, 0, NULL);
+			if (env) /* through the topic: the message is inside */
+				want = tm_json_str(env, "Message");
+			if (!fabric_message_extract(&m[i], &c))
+				wrong++;
+			trace_id_to_hex(c.trace_id, hex);
+			if (!want || strcmp(hex, want))
+				wrong++;
+			json_decref(env);
+			fabric_message_clear(&m[i]);
+			seen++;
+		}
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(g[i].failures, 0);
+	}
+	assert_int_equal(seen, 200);
+	assert_int_equal(wrong, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -355,6 +437,7 @@ int main(void)
 		T(extract_falls_back_from_datadog_to_traceparent_to_aws_trace_header),
 		T(trace_context_does_not_count_against_attribute_limits),
 		T(move_to_dlq_is_a_span_in_the_producer_trace_with_the_delivery_count),
+		T(trace_context_stays_with_its_message_under_concurrent_load),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
