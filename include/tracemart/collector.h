@@ -19,6 +19,7 @@
 
 #define COLLECTOR_DEFAULT_LISTEN "127.0.0.1:4318"
 #define COLLECTOR_DEFAULT_QUEUE_SPANS 65536
+#define COLLECTOR_DEFAULT_QUEUE_BYTES (256u * 1024 * 1024)
 #define COLLECTOR_DEFAULT_BATCH_SPANS 2048
 #define COLLECTOR_DEFAULT_MAX_BODY (16u * 1024 * 1024)
 #define COLLECTOR_DEFAULT_RETENTION_AGE_NS (7ULL * 24 * 3600 * TM_NS_PER_S)
@@ -46,6 +47,7 @@ typedef struct collector_config {
 	unsigned http_threads;     /* 0: 2 */
 	size_t max_body;           /* OTLP request body limit (413 above) */
 	size_t queue_spans;        /* spans waiting for the writer; full => 429 / drop */
+	size_t queue_bytes;        /* and their approximate memory (0: 256 MiB) */
 	size_t batch_spans;        /* spans per insert transaction */
 	uint64_t retention_age_ns; /* 0: keep forever (by age) */
 	uint64_t retention_spans;  /* 0: no cap on the span count */

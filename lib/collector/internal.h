@@ -50,6 +50,7 @@ typedef struct collector__span {
 	char *links;          /* JSON array text */
 	collector__link *link_ids;
 	size_t nlinks;
+	size_t bytes;         /* approximate heap size, for the queue's byte cap */
 	struct collector__span *next; /* queue chaining */
 } collector__span;
 
@@ -70,6 +71,8 @@ collector__log *collector__log_parse(const char *line, size_t len);
 
 void collector__span_free(collector__span *s);
 void collector__span_list_free(collector__span *head);
+/* Sets s->bytes from its strings; returns it. */
+size_t collector__span_size(collector__span *s);
 /* Copies a finished SDK span (sink path). NULL on OOM. */
 collector__span *collector__span_from_sdk(const trace_span_data *d,
 					  const trace_resource *res);

@@ -25,6 +25,7 @@ struct collector {
 	pthread_cond_t done;   /* flushers: progress */
 	collector__span *head, *tail;
 	size_t depth;
+	size_t depth_bytes;
 	collector__log *log_head, *log_tail;
 	size_t log_depth;
 	bool stopping;
@@ -44,6 +45,7 @@ void collector_config_init(collector_config *cfg)
 	cfg->http_threads = 2;
 	cfg->max_body = COLLECTOR_DEFAULT_MAX_BODY;
 	cfg->queue_spans = COLLECTOR_DEFAULT_QUEUE_SPANS;
+	cfg->queue_bytes = COLLECTOR_DEFAULT_QUEUE_BYTES;
 	cfg->batch_spans = COLLECTOR_DEFAULT_BATCH_SPANS;
 	cfg->retention_age_ns = COLLECTOR_DEFAULT_RETENTION_AGE_NS;
 	cfg->retention_spans = COLLECTOR_DEFAULT_RETENTION_SPANS;
@@ -61,14 +63,21 @@ void collector_config_init(collector_config *cfg)
 static bool enqueue(collector *c, collector__span *head, size_t n)
 {
 	collector__span *last = head;
+	size_t bytes;
 	bool ok;
 
 	if (!n)
 		return true;
-	while (last->next)
+	bytes = collector__span_size(head);
+	while (last->next) {
 		last = last->next;
+		bytes += collector__span_size(last);
+	}
 	pthread_mutex_lock(&c->mu);
-	ok = !c->stopping && c->depth + n <= c->cfg.queue_spans;
+	/* Both caps bound memory: the count for many small spans, the bytes
+	 * for few huge ones (attributes up to 1 MiB each). */
+	ok = !c->stopping && c->depth + n <= c->cfg.queue_spans &&
+	     (!c->depth || c->depth_bytes + bytes <= c->cfg.queue_bytes);
 	if (ok) {
 		if (c->tail)
 			c->tail->next = head;
@@ -76,6 +85,7 @@ static bool enqueue(collector *c, collector__span *head, size_t n)
 			c->head = head;
 		c->tail = last;
 		c->depth += n;
+		c->depth_bytes += bytes;
 		c->received += n;
 		pthread_cond_signal(&c->wake);
 	}
@@ -145,12 +155,15 @@ static void *writer_main(void *arg)
 		/* Take up to batch_spans off the head, and every log line. */
 		batch = c->head;
 		if (batch) {
+			size_t bytes = batch->bytes;
 			cut = batch;
 			n = 1;
 			while (cut->next && n < c->cfg.batch_spans) {
 				cut = cut->next;
+				bytes += cut->bytes;
 				n++;
 			}
+			c->depth_bytes -= bytes;
 			c->head = cut->next;
 			if (!c->head)
 				c->tail = NULL;
@@ -642,6 +655,8 @@ tm_err collector_start(const collector_config *cfg, collector **out)
 	c->cfg = *cfg;
 	if (!c->cfg.queue_spans)
 		c->cfg.queue_spans = COLLECTOR_DEFAULT_QUEUE_SPANS;
+	if (!c->cfg.queue_bytes)
+		c->cfg.queue_bytes = COLLECTOR_DEFAULT_QUEUE_BYTES;
 	if (!c->cfg.batch_spans)
 		c->cfg.batch_spans = COLLECTOR_DEFAULT_BATCH_SPANS;
 	if (!c->cfg.max_body)

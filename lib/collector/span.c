@@ -46,6 +46,19 @@ void collector__span_list_free(collector__span *head)
 	}
 }
 
+static size_t slen(const char *s)
+{
+	return s ? strlen(s) + 1 : 0;
+}
+
+size_t collector__span_size(collector__span *s)
+{
+	s->bytes = sizeof(*s) + slen(s->service) + slen(s->name) + slen(s->status_message) +
+		   slen(s->dest) + slen(s->msys) + slen(s->attrs) + slen(s->events) +
+		   slen(s->links) + s->nlinks * sizeof(collector__link);
+	return s->bytes;
+}
+
 bool collector__hex_id(const char *in, size_t n, char *out)
 {
 	bool nonzero = false;

@@ -421,6 +421,60 @@ static void full_queue_answers_429_with_retry_after_and_sink_drops(void **state)
 	fx_stop(&f);
 }
 
+static void queue_memory_cap_answers_429_before_the_span_count_is_reached(void **state)
+{
+	fixture f;
+	collector_config cfg;
+	sqlite3 *lock = NULL;
+	char path[512];
+	trace_attr big[] = {TRACE_ATTR_S("blob", NULL)};
+	char *blob = malloc(4000);
+	trace_span_data one = mk_span(7, 70, 0, "svc", "op", TRACE_KIND_SERVER, T0, 1);
+	tm_buf out;
+
+	(void)state;
+	assert_non_null(blob);
+	memset(blob, 'x', 3999);
+	blob[3999] = '\0';
+	big[0].v.s = blob;
+	collector_config_init(&cfg);
+	cfg.queue_bytes = 6000; /* room for one span with a 4 KB attribute, not two */
+	cfg.retention_age_ns = 0;
+	cfg.retention_spans = 0;
+	fx_start(&f, &cfg);
+	snprintf(path, sizeof path, "%s/%s", f.dir, COLLECTOR_DB_FILE);
+	assert_int_equal(sqlite3_open(path, &lock), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	fx_post_spans(f.c, &one, 1);
+	for (int i = 0; i < 8000 && queue_depth(f.c); i++)
+		usleep(1000); /* the writer holds it, waiting for the lock */
+	assert_int_equal(queue_depth(f.c), 0);
+
+	one = mk_span(7, 71, 0, "svc", "op", TRACE_KIND_SERVER, T0, 1);
+	one.attrs = big;
+	one.nattrs = 1;
+	fx_post_spans(f.c, &one, 1); /* an empty queue always takes one request */
+	one.span_id[7] = 72;
+	trace_resource res = mk_resource();
+	const trace_span_data *ptrs[1] = {&one};
+	tm_buf body;
+	tm_buf_init(&body, 1 << 20);
+	assert_int_equal(trace_otlp_encode(ptrs, 1, &res, &body), TM_OK);
+	assert_int_equal(fx_post_otlp(f.c, body.data, body.len, "application/json", &out), 429);
+	tm_buf_free(&out);
+	tm_buf_free(&body);
+	assert_int_equal(queue_depth(f.c), 1);
+
+	assert_int_equal(sqlite3_exec(lock, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(lock);
+	assert_int_equal(collector_flush(f.c, 30000), TM_OK);
+	collector_stats st;
+	collector_get_stats(f.c, &st);
+	assert_int_equal(st.spans_stored, 2);
+	free(blob);
+	fx_stop(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -433,6 +487,7 @@ int main(void)
 		cmocka_unit_test(protobuf_and_compressed_bodies_get_415),
 		cmocka_unit_test(invalid_spans_are_rejected_with_partial_success),
 		cmocka_unit_test(full_queue_answers_429_with_retry_after_and_sink_drops),
+		cmocka_unit_test(queue_memory_cap_answers_429_before_the_span_count_is_reached),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
