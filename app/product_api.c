@@ -2,20 +2,41 @@
  * product-api: the Product service's HTTP handlers, exactly per the
  * Product API contract (DESIGN.md). Validation rules live in product.c and
  * storage behind the store interface; this file maps outcomes to statuses
- * and the {"data","success","message"} envelope. It does not publish events
- * yet — that arrives with the messaging fabric.
+ * and the {"data","success","message"} envelope. Every change publishes its
+ * private event on the fabric, inside the request's span, so the whole
+ * downstream flow joins the request's trace.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "app.h"
 #include "product.h"
+#include "system.h"
 
 #define LIST_LIMIT 1000
 
 struct app_product_api {
 	store_repo *repo;
+	fabric *fabric; /* NULL: no events */
 };
+
+/* Publishes a private event; false (and a 500 written) when it failed. The
+ * change itself is stored by then: the message says so, so a client knows
+ * not to assume nothing happened. */
+static bool publish(struct app_product_api *api, http_response *resp, const char *topic,
+		    json_t *event)
+{
+	if (!api->fabric) {
+		json_decref(event);
+		return true;
+	}
+	if (app_publish_json(api->fabric, topic, event) == TM_OK)
+		return true;
+	if (http_respond_error(resp, 500, "The change was saved but its event could not be "
+					  "published; it will not propagate"))
+		http_response_set_status(resp, 500);
+	return false;
+}
 
 #define BODY_MAX (4u << 20)
 
@@ -141,7 +162,10 @@ static void create_product(http_request *req, http_response *resp, void *arg)
 		respond_store_error(resp, err);
 		return;
 	}
-	respond_product(resp, 201, &p, NULL);
+	trace_span_set_str(trace_current_span(), "product.id", p.id);
+	if (publish(api, resp, "product-created",
+		    json_pack("{s:s,s:s,s:f}", "productId", p.id, "name", p.name, "price", p.price)))
+		respond_product(resp, 201, &p, NULL);
 }
 
 static void get_product(http_request *req, http_response *resp, void *arg)
@@ -209,6 +233,13 @@ static void update_product(http_request *req, http_response *resp, void *arg)
 		respond_store_error(resp, err);
 		return;
 	}
+	trace_span_set_str(trace_current_span(), "product.id", now.id);
+	if (changed &&
+	    !publish(api, resp, "product-updated",
+		     json_pack("{s:s,s:{s:s,s:f},s:{s:s,s:f}}", "productId", now.id, "previous",
+			       "name", prev.name, "price", prev.price, "new", "name", now.name,
+			       "price", now.price)))
+		return;
 	respond_product(resp, 200, &now, changed ? NULL : "No changes");
 }
 
@@ -221,7 +252,9 @@ static void delete_product(http_request *req, http_response *resp, void *arg)
 		respond_store_error(resp, err);
 		return;
 	}
-	respond_text(resp, 200, "\"Deleted\"");
+	trace_span_set_str(trace_current_span(), "product.id", gone.id);
+	if (publish(api, resp, "product-deleted", json_pack("{s:s}", "productId", gone.id)))
+		respond_text(resp, 200, "\"Deleted\"");
 }
 
 static void get_inventory(http_request *req, http_response *resp, void *arg)
@@ -248,7 +281,8 @@ static void get_inventory(http_request *req, http_response *resp, void *arg)
 	tm_buf_free(&d);
 }
 
-tm_err app_product_api_register(http_router *r, store_repo *repo, app_product_api **out)
+tm_err app_product_api_register(http_router *r, store_repo *repo, fabric *f,
+				app_product_api **out)
 {
 	struct app_product_api *api = calloc(1, sizeof *api);
 	tm_err err;
@@ -257,6 +291,7 @@ tm_err app_product_api_register(http_router *r, store_repo *repo, app_product_ap
 	if (!api)
 		return TM_ERR_NOMEM;
 	api->repo = repo;
+	api->fabric = f;
 	if ((err = http_router_add(r, "POST", "/product", create_product, api)) ||
 	    (err = http_router_add(r, "GET", "/product", list_products, api)) ||
 	    (err = http_router_add(r, "PUT", "/product", update_product, api)) ||

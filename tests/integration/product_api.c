@@ -13,6 +13,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <tracemart/base.h>
+
 #include "support.h"
 
 static ts_proc proc;
@@ -296,19 +298,45 @@ static void responses_carry_traceresponse_continuing_the_callers_trace(void **st
 	ts_response_free(&r);
 }
 
-static void spans_reach_the_default_span_file(void **state)
+static void spans_reach_the_embedded_collector(void **state)
 {
-	char path[512], cmd[700];
-	ts_response r = req("GET", "/product/FILECHECK", NULL);
+	char id[33];
+	ts_response r = req("GET", "/product/COLLECTORCHECK", NULL);
+	assert_true(ts_trace_id(&r, id));
+	ts_response_free(&r);
+	/* The server span and the store call, exported in the background. */
+	json_t *t = ts_collector_trace(&proc, id, 2, 20000);
+	assert_non_null(t);
+	json_t *spans = json_object_get(t, "spans"), *sp;
+	size_t i;
+	bool server = false, store = false;
+	json_array_foreach(spans, i, sp) {
+		server |= !strcmp(tm_json_str(sp, "name"), "GET /product/{id}");
+		store |= !strcmp(tm_json_str(sp, "name"), "SELECT products");
+	}
+	assert_true(server && store);
+	json_decref(t);
+}
+
+static void spans_go_to_a_file_when_the_collector_is_off(void **state)
+{
+	char dir[256], path[600], cmd[900];
+	ts_proc p;
+	const char *args[] = {"--collector-listen", "off", NULL};
+
+	ts_tmpdir(dir, sizeof dir, "tm-api-nocol");
+	assert_true(ts_up_start(&p, dir, args));
+	char u[512];
+	ts_response r;
+	snprintf(u, sizeof u, "%s/product/FILECHECK", p.url);
+	assert_true(ts_http("GET", u, NULL, 0, NULL, &r));
 	ts_response_free(&r);
 	/* Spans are exported in batches: stopping flushes them. */
-	assert_int_equal(ts_up_stop(&proc), 0);
-	snprintf(path, sizeof path, "%s/spans.jsonl", data_dir);
+	assert_int_equal(ts_up_stop(&p), 0);
+	snprintf(path, sizeof path, "%s/spans.jsonl", dir);
 	snprintf(cmd, sizeof cmd, "grep -q '\"name\":\"GET /product/{id}\"' '%s'", path);
 	assert_int_equal(ts_sh(cmd), 0);
-	snprintf(cmd, sizeof cmd, "grep -q '\"name\":\"SELECT products\"' '%s'", path);
-	assert_int_equal(ts_sh(cmd), 0);
-	assert_true(ts_up_start(&proc, data_dir, NULL));
+	ts_tmpdir_remove(dir);
 }
 
 static void metrics_expose_request_counts_and_latencies(void **state)
@@ -350,7 +378,8 @@ int main(void)
 		cmocka_unit_test(creating_an_existing_product_is_a_conflict),
 		cmocka_unit_test(concurrent_creates_of_the_same_product_yield_exactly_one_201),
 		cmocka_unit_test(responses_carry_traceresponse_continuing_the_callers_trace),
-		cmocka_unit_test(spans_reach_the_default_span_file),
+		cmocka_unit_test(spans_reach_the_embedded_collector),
+		cmocka_unit_test(spans_go_to_a_file_when_the_collector_is_off),
 		cmocka_unit_test(metrics_expose_request_counts_and_latencies),
 		cmocka_unit_test(data_survives_a_restart),
 	};

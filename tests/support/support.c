@@ -62,6 +62,13 @@ bool ts_up_start(ts_proc *p, const char *data_dir, const char *const *extra_args
 	argv[n++] = "127.0.0.1:0";
 	argv[n++] = "--data-dir";
 	argv[n++] = data_dir;
+	bool own_collector = false;
+	for (int i = 0; extra_args && extra_args[i]; i++)
+		own_collector |= !strncmp(extra_args[i], "--collector-listen", 18);
+	if (!own_collector) {
+		argv[n++] = "--collector-listen";
+		argv[n++] = "127.0.0.1:0";
+	}
 	for (int i = 0; extra_args && extra_args[i] && n < 62; i++)
 		argv[n++] = extra_args[i];
 	argv[n] = NULL;
@@ -106,6 +113,15 @@ bool ts_up_start(ts_proc *p, const char *data_dir, const char *const *extra_args
 		ul = sizeof p->url - 1;
 	memcpy(p->url, u, ul);
 	p->url[ul] = '\0';
+	const char *c = strstr(line, " ui http://");
+	if (c) {
+		c += 4;
+		size_t cl = strcspn(c, " \n");
+		if (cl >= sizeof p->collector)
+			cl = sizeof p->collector - 1;
+		memcpy(p->collector, c, cl);
+		p->collector[cl] = '\0';
+	}
 	return true;
 }
 
@@ -247,4 +263,41 @@ bool ts_response_header(const ts_response *r, const char *name, char *out, size_
 		line = end ? end + 1 : NULL;
 	}
 	return false;
+}
+
+bool ts_trace_id(const ts_response *r, char out[33])
+{
+	char tr[128];
+	if (!ts_response_header(r, "traceresponse", tr, sizeof tr) || strlen(tr) != 55)
+		return false;
+	memcpy(out, tr + 3, 32);
+	out[32] = '\0';
+	return true;
+}
+
+json_t *ts_collector_trace(const ts_proc *p, const char *trace_id, size_t min_spans,
+			   int timeout_ms)
+{
+	char u[512];
+	json_t *last = NULL;
+
+	if (!p->collector[0])
+		return NULL;
+	snprintf(u, sizeof u, "%s/api/traces/%s", p->collector, trace_id);
+	for (int waited = 0; waited <= timeout_ms; waited += 100) {
+		ts_response r;
+		if (ts_http("GET", u, NULL, 0, NULL, &r)) {
+			if (r.status == 200 && r.json) {
+				json_decref(last);
+				last = json_incref(r.json);
+				if (json_array_size(json_object_get(last, "spans")) >= min_spans) {
+					ts_response_free(&r);
+					return last;
+				}
+			}
+			ts_response_free(&r);
+		}
+		usleep(100000);
+	}
+	return last;
 }

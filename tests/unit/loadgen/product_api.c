@@ -39,7 +39,7 @@ static void default_flow_completes_against_the_product_api(void **state)
 	snprintf(db, sizeof db, "%s/products.db", dir);
 	assert_int_equal(store_sqlite_open(db, &repo), TM_OK);
 	assert_int_equal(http_router_new(&router), TM_OK);
-	assert_int_equal(app_product_api_register(router, repo, &api), TM_OK);
+	assert_int_equal(app_product_api_register(router, repo, NULL, &api), TM_OK);
 	http_server_config_init(&cfg);
 	cfg.port = 0;
 	cfg.threads = 2;
