@@ -374,7 +374,7 @@ function renderTrace(t) {
     el('div', {class: 'trace-head'},
       el('h1', {id: 'trace-title'}, root ? root.service + ': ' + root.name : 'Trace'),
       el('span', {class: 'meta mono'}, t.traceId),
-      el('span', {class: 'meta'}, spans.length + ' spans · ' + services.length + ' services · ' + fmtDur(total) +
+      el('span', {class: 'meta'}, spans.length + ' span' + (spans.length === 1 ? '' : 's') + ' · ' + services.length + ' service' + (services.length === 1 ? '' : 's') + ' · ' + fmtDur(total) +
         (t0 !== null ? ' · started ' + fmtTime(String(t0)) : '')),
       errors ? el('span', {class: 'badge-err'}, errors + ' error' + (errors > 1 ? 's' : '')) : null),
     el('div', {class: 'legend', id: 'trace-services'}, services.map(chip))));

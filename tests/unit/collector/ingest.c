@@ -475,6 +475,61 @@ static void queue_memory_cap_answers_429_before_the_span_count_is_reached(void *
 	fx_stop(&f);
 }
 
+static void mutated_otlp_bodies_never_crash_the_collector(void **state)
+{
+	fixture f;
+	trace_attr attrs[] = {TRACE_ATTR_S("k", "v"), TRACE_ATTR_I("n", 5)};
+	trace_attr eattrs[] = {TRACE_ATTR_S("e", "x")};
+	trace_event_data ev = {.name = "ev", .time_ns = T0 + 1, .attrs = eattrs, .nattrs = 1};
+	trace_link_data link;
+	trace_span_data sp[2];
+	const trace_span_data *ptrs[2] = {&sp[0], &sp[1]};
+	trace_resource res = mk_resource();
+	tm_buf body, out;
+	unsigned seed = 12345;
+
+	(void)state;
+	fx_start(&f, NULL);
+	memset(&link, 0, sizeof link);
+	mk_tid(link.trace_id, 8);
+	mk_sid(link.span_id, 80);
+	link.tracestate = "";
+	sp[0] = mk_span(8, 81, 0, "a", "root", TRACE_KIND_SERVER, T0, 10);
+	sp[0].attrs = attrs, sp[0].nattrs = 2;
+	sp[1] = mk_span(8, 82, 81, "b", "child", TRACE_KIND_PRODUCER, T0 + 1, 5);
+	sp[1].events = &ev, sp[1].nevents = 1;
+	sp[1].links = &link, sp[1].nlinks = 1;
+	tm_buf_init(&body, 1 << 20);
+	assert_int_equal(trace_otlp_encode(ptrs, 2, &res, &body), TM_OK);
+	/* Deterministic mutations (no wall clock, fixed seed): flipped,
+	 * deleted and truncated bytes. Every answer is 200 or 400. */
+	for (int i = 0; i < 300; i++) {
+		char *m = malloc(body.len + 1);
+		size_t len = body.len;
+		assert_non_null(m);
+		memcpy(m, body.data, body.len);
+		for (int k = 0; k < 1 + i % 4; k++) {
+			size_t at = (size_t)rand_r(&seed) % len;
+			switch (rand_r(&seed) % 3) {
+			case 0: m[at] = (char)(rand_r(&seed) % 256); break;
+			case 1: memmove(m + at, m + at + 1, len - at - 1); len--; break;
+			default: len = at ? at : 1;
+			}
+		}
+		unsigned st = fx_post_otlp(f.c, m, len, "application/json", &out);
+		if (st != 200 && st != 400)
+			fprintf(stderr, "mutation %d answered %u: %s\n", i, st, out.data);
+		assert_true(st == 200 || st == 400);
+		tm_buf_free(&out);
+		free(m);
+	}
+	tm_buf_free(&body);
+	assert_int_equal(collector_flush(f.c, 20000), TM_OK);
+	json_decref(fx_get_json(f.c, "/api/traces?limit=100", 200));
+	json_decref(fx_get_json(f.c, "/api/dependencies?start=0", 200));
+	fx_stop(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -488,6 +543,7 @@ int main(void)
 		cmocka_unit_test(invalid_spans_are_rejected_with_partial_success),
 		cmocka_unit_test(full_queue_answers_429_with_retry_after_and_sink_drops),
 		cmocka_unit_test(queue_memory_cap_answers_429_before_the_span_count_is_reached),
+		cmocka_unit_test(mutated_otlp_bodies_never_crash_the_collector),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
