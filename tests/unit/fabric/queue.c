@@ -132,20 +132,17 @@ static void queue_long_poll_is_woken_by_a_send(void **state)
 	pthread_t th;
 	fabric_message m;
 
-	/* Real time here: the poll waits 20 s unless a send wakes it. */
-	tm_clock_set_scale(1);
+	/* Slowed clock: the 20 s poll would last 2000 s of real time, far
+	 * past the test's timeout, so returning with the message at all
+	 * shows the send woke it (no wall-clock assertion needed). */
+	tm_clock_set_scale(0.01);
 	make_queue(t->f, "poll", NULL, 0);
-	uint64_t start = tm_clock_mono_ns();
 	assert_int_equal(pthread_create(&th, NULL, send_later, &s), 0);
 	size_t n = recv_one(t->f, "poll", FABRIC_LONG_POLL_MAX_MS, -1, &m);
-	uint64_t waited = tm_clock_mono_ns() - start;
 	pthread_join(th, NULL);
 	tm_clock_set_scale(100);
 	assert_int_equal(n, 1);
 	assert_string_equal(m.body, "wake");
-	/* Woken by the send, not by the end of the poll (a loose bound:
-	 * this distinguishes the two outcomes, it does not time anything). */
-	assert_true(waited < 19 * TM_NS_PER_S);
 	fabric_message_clear(&m);
 }
 
