@@ -26,7 +26,7 @@ static const char SCHEMA[] =
 	"CREATE TABLE IF NOT EXISTS executions ("
 	" arn TEXT PRIMARY KEY, name TEXT NOT NULL, machine TEXT NOT NULL,"
 	" status TEXT NOT NULL, input TEXT NOT NULL, output TEXT, error TEXT, cause TEXT,"
-	" start_ns INTEGER NOT NULL, stop_ns INTEGER, checkpoint TEXT, trace TEXT);"
+	" start_ns INTEGER NOT NULL, stop_ns INTEGER, checkpoint TEXT, context TEXT, trace TEXT);"
 	"CREATE INDEX IF NOT EXISTS executions_by_machine ON executions(machine, status, start_ns);"
 	"CREATE INDEX IF NOT EXISTS executions_by_status ON executions(status, start_ns);"
 	"CREATE TABLE IF NOT EXISTS events ("
@@ -35,7 +35,7 @@ static const char SCHEMA[] =
 	" PRIMARY KEY (arn, id)) WITHOUT ROWID;";
 
 enum {
-	ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_EVENT, ST_CKPT, ST_END, ST_NEW, ST_MACHINE,
+	ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_EVENT, ST_CKPT, ST_CTX, ST_END, ST_NEW, ST_MACHINE,
 	ST_DESCRIBE, ST_HISTORY, ST__COUNT
 };
 
@@ -45,6 +45,7 @@ static const char *const STMTS[ST__COUNT] = {
 	"ROLLBACK",
 	"INSERT OR REPLACE INTO events(arn, id, previous_id, ts_ns, type, details) VALUES (?,?,?,?,?,?)",
 	"UPDATE executions SET checkpoint = ? WHERE arn = ?",
+	"UPDATE executions SET context = ? WHERE arn = ?",
 	"UPDATE executions SET status = ?, output = ?, error = ?, cause = ?, stop_ns = ?,"
 	" checkpoint = NULL WHERE arn = ?",
 	"INSERT INTO executions(arn, name, machine, status, input, start_ns, trace)"
@@ -83,6 +84,7 @@ struct fx {
 	bool queued;
 	bool stop;            /* StopExecution asked */
 	bool interrupted;     /* the engine is closing: store nothing more */
+	bool context_stored;  /* the $$ context is in the row */
 	json_t *events;       /* emitted since the last stored checkpoint */
 	trace_span *exec_span;/* NULL after a restart */
 	trace_context exec_ctx;
@@ -97,7 +99,16 @@ struct flow_engine {
 	char *db_path;
 	sqlite3 *db;
 	sqlite3_stmt *st[ST__COUNT];
-	pthread_mutex_t db_mu;        /* the one writer connection */
+	pthread_mutex_t db_mu;        /* the one connection (writer thread, reads) */
+	pthread_mutex_t wq_mu;        /* the write queue */
+	pthread_cond_t wq_cv;         /* work for the writer */
+	pthread_cond_t wq_done;       /* a batch committed, room in the queue */
+	struct write *wq_head, *wq_tail;
+	size_t wq_len;
+	uint64_t wq_seq, wq_committed;
+	bool wq_stop;
+	pthread_t writer;
+	bool writer_started;
 	pthread_mutex_t mu;           /* everything below */
 	pthread_cond_t work;          /* ready work, a nearer timer, stopping */
 	pthread_cond_t done;          /* an execution ended */
@@ -398,58 +409,183 @@ static void trace_event(struct fx *r, const flow_event *ev)
 
 /* ------------------------------------------------------------- persistence */
 
-/* Stores the buffered events and (when not NULL) the checkpoint in one
- * transaction. Under no engine lock: only the writer mutex. */
-static tm_err store_flush(struct fx *r, const char *ckpt, const flow_execution *end)
+/*
+ * The writer. Workers hand it what changed — the events emitted since the
+ * last checkpoint, the new checkpoint (or the terminal status) — and go on;
+ * it applies everything queued in one transaction (group commit). Items of
+ * one execution stay in order and each is applied whole, so what is stored
+ * is always a consistent prefix of the execution: after a crash it resumes
+ * from the last stored checkpoint with exactly the events before it.
+ */
+struct write {
+	struct write *next;
+	char *arn;
+	json_t *events;      /* rows, owned */
+	char *ckpt;          /* or NULL */
+	char *context;       /* or NULL */
+	bool end;
+	char status[16];
+	char *output, *error, *cause;
+	uint64_t stop_ns;
+	uint64_t seq;
+};
+
+static void write_free(struct write *w)
 {
-	flow_engine *e = r->e;
+	json_decref(w->events);
+	free(w->arn);
+	free(w->ckpt);
+	free(w->context);
+	free(w->output);
+	free(w->error);
+	free(w->cause);
+	free(w);
+}
+
+static tm_err write_apply(flow_engine *e, const struct write *w)
+{
 	tm_err err = TM_OK;
 	size_t i;
 	json_t *ev;
 
-	pthread_mutex_lock(&e->db_mu);
-	if ((err = step_done(e, e->st[ST_BEGIN])))
-		goto out;
-	json_array_foreach(r->events, i, ev) {
+	json_array_foreach(w->events, i, ev) {
 		sqlite3_stmt *s = e->st[ST_EVENT];
-		sqlite3_bind_text(s, 1, r->arn, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 1, w->arn, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(s, 2, tm_json_int(ev, "id", 0));
 		sqlite3_bind_int64(s, 3, tm_json_int(ev, "previousEventId", 0));
 		sqlite3_bind_int64(s, 4, tm_json_int(ev, "ts", 0));
 		bind_text(s, 5, tm_json_str(ev, "type"));
 		bind_text(s, 6, tm_json_str(ev, "details"));
 		if ((err = step_done(e, s)))
-			goto rollback;
+			return err;
 	}
-	if (end) {
+	if (w->context) {
+		sqlite3_stmt *c = e->st[ST_CTX];
+		sqlite3_bind_text(c, 1, w->context, -1, SQLITE_STATIC);
+		sqlite3_bind_text(c, 2, w->arn, -1, SQLITE_STATIC);
+		if ((err = step_done(e, c)))
+			return err;
+	}
+	if (w->end) {
 		sqlite3_stmt *s = e->st[ST_END];
-		flow_status stt = flow_execution_status(end);
-		char *out = stt == FLOW_SUCCEEDED ? flow_json_dump(flow_execution_output(end)) : NULL;
-		bind_text(s, 1, flow_status_name(stt));
-		bind_text(s, 2, out);
-		bind_text(s, 3, flow_execution_error(end));
-		bind_text(s, 4, flow_execution_cause(end));
-		sqlite3_bind_int64(s, 5, (sqlite3_int64)tm_clock_wall_ns());
-		sqlite3_bind_text(s, 6, r->arn, -1, SQLITE_STATIC);
+		bind_text(s, 1, w->status);
+		bind_text(s, 2, w->output);
+		bind_text(s, 3, w->error);
+		bind_text(s, 4, w->cause);
+		sqlite3_bind_int64(s, 5, (sqlite3_int64)w->stop_ns);
+		sqlite3_bind_text(s, 6, w->arn, -1, SQLITE_STATIC);
 		err = step_done(e, s);
-		free(out);
-	} else if (ckpt) {
+	} else if (w->ckpt) {
 		sqlite3_stmt *s = e->st[ST_CKPT];
-		sqlite3_bind_text(s, 1, ckpt, -1, SQLITE_STATIC);
-		sqlite3_bind_text(s, 2, r->arn, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 1, w->ckpt, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, w->arn, -1, SQLITE_STATIC);
 		err = step_done(e, s);
 	}
-	if (err)
-		goto rollback;
-	if ((err = step_done(e, e->st[ST_COMMIT])))
-		goto rollback;
-	json_array_clear(r->events);
-	goto out;
-rollback:
-	if (step_done(e, e->st[ST_ROLLBACK])) {}
-out:
-	pthread_mutex_unlock(&e->db_mu);
 	return err;
+}
+
+static void *writer(void *arg)
+{
+	flow_engine *e = arg;
+
+	pthread_mutex_lock(&e->wq_mu);
+	for (;;) {
+		while (!e->wq_head && !e->wq_stop)
+			pthread_cond_wait(&e->wq_cv, &e->wq_mu);
+		if (!e->wq_head)
+			break;
+		struct write *batch = e->wq_head, *w;
+		e->wq_head = e->wq_tail = NULL;
+		e->wq_len = 0;
+		pthread_cond_broadcast(&e->wq_done);
+		pthread_mutex_unlock(&e->wq_mu);
+
+		uint64_t last = 0;
+		pthread_mutex_lock(&e->db_mu);
+		bool ok = step_done(e, e->st[ST_BEGIN]) == TM_OK;
+		for (w = batch; ok && w; w = w->next)
+			ok = write_apply(e, w) == TM_OK;
+		if (ok)
+			ok = step_done(e, e->st[ST_COMMIT]) == TM_OK;
+		if (!ok) {
+			if (step_done(e, e->st[ST_ROLLBACK])) {}
+			/* one bad item must not lose the others */
+			for (w = batch; w; w = w->next) {
+				if (step_done(e, e->st[ST_BEGIN]))
+					break;
+				if (write_apply(e, w) || step_done(e, e->st[ST_COMMIT])) {
+					tm_log(TM_LOG_ERROR, "flow", "cannot store execution state",
+					       "arn", w->arn, NULL);
+					if (step_done(e, e->st[ST_ROLLBACK])) {}
+				}
+			}
+		}
+		pthread_mutex_unlock(&e->db_mu);
+		while (batch) {
+			w = batch;
+			batch = w->next;
+			last = w->seq;
+			write_free(w);
+		}
+		pthread_mutex_lock(&e->wq_mu);
+		e->wq_committed = last;
+		pthread_cond_broadcast(&e->wq_done);
+	}
+	pthread_mutex_unlock(&e->wq_mu);
+	return NULL;
+}
+
+#define WRITE_QUEUE_MAX 4096
+
+/* Queues w (taken); with wait, returns once it is committed. */
+static void write_submit(flow_engine *e, struct write *w, bool wait)
+{
+	pthread_mutex_lock(&e->wq_mu);
+	while (e->wq_len >= WRITE_QUEUE_MAX && !e->wq_stop)
+		pthread_cond_wait(&e->wq_done, &e->wq_mu);
+	uint64_t seq = w->seq = ++e->wq_seq; /* w is the writer's from here */
+	if (e->wq_tail)
+		e->wq_tail->next = w;
+	else
+		e->wq_head = w;
+	e->wq_tail = w;
+	e->wq_len++;
+	pthread_cond_signal(&e->wq_cv);
+	while (wait && e->wq_committed < seq)
+		pthread_cond_wait(&e->wq_done, &e->wq_mu);
+	pthread_mutex_unlock(&e->wq_mu);
+}
+
+/* Hands the buffered events, and the checkpoint or the end, to the writer.
+ * Takes ckpt and context. */
+static tm_err store_flush(struct fx *r, char *ckpt, char *context, const flow_execution *end)
+{
+	struct write *w = calloc(1, sizeof *w);
+	json_t *fresh = json_array();
+
+	if (!w || !fresh || !(w->arn = strdup(r->arn))) {
+		free(w);
+		json_decref(fresh);
+		free(ckpt);
+		free(context);
+		return TM_ERR_NOMEM;
+	}
+	w->events = r->events;
+	r->events = fresh;
+	w->ckpt = ckpt;
+	w->context = context;
+	if (end) {
+		flow_status st = flow_execution_status(end);
+		w->end = true;
+		snprintf(w->status, sizeof w->status, "%s", flow_status_name(st));
+		w->output = st == FLOW_SUCCEEDED ? flow_json_dump(flow_execution_output(end)) : NULL;
+		w->error = xstrdup(flow_execution_error(end));
+		w->cause = xstrdup(flow_execution_cause(end));
+		w->stop_ns = tm_clock_wall_ns();
+	}
+	/* the end is waited for: flow_engine_wait's callers read it next */
+	write_submit(r->e, w, end != NULL);
+	return TM_OK;
 }
 
 static bool is_interrupted(struct fx *r)
@@ -479,13 +615,28 @@ static void on_checkpoint(void *arg, flow_execution *x)
 	if (is_interrupted(r))
 		return;
 	json_t *c = flow_execution_checkpoint(x);
-	char *text = c ? json_dumps(c, JSON_COMPACT) : NULL;
-	if (text && store_flush(r, text, NULL) == TM_OK) {
+	/* the input is in its column and the $$ context is stored once: the
+	 * per-transition row only holds what moves */
+	json_t *slim = c ? json_copy(c) : NULL;
+	char *text = NULL, *ctx = NULL;
+	if (slim) {
+		json_object_del(slim, "context");
+		json_object_del(slim, "input");
+		text = json_dumps(slim, JSON_COMPACT);
+	}
+	if (!r->context_stored && c)
+		ctx = json_dumps(json_object_get(c, "context"), JSON_COMPACT);
+	if (text && (r->context_stored || ctx)) {
+		if (store_flush(r, text, ctx, NULL) == TM_OK)
+			r->context_stored = true;
+		text = ctx = NULL;
 		json_decref(r->ckpt);
 		r->ckpt = c;
 		c = NULL;
 	}
 	free(text);
+	free(ctx);
+	json_decref(slim);
 	json_decref(c);
 }
 
@@ -588,7 +739,7 @@ static void run_fx(flow_engine *e, struct fx *r, flow_machine *m)
 		if (!r->wake_ns)
 			__atomic_store_n(&r->interrupted, true, __ATOMIC_RELEASE);
 	} else if (!is_interrupted(r)) {
-		if (store_flush(r, NULL, x)) {}
+		if (store_flush(r, NULL, NULL, x)) {}
 		trace_finish(r, x);
 	}
 	flow_execution_free(x);
@@ -716,7 +867,7 @@ static tm_err load(flow_engine *e)
 	if (err)
 		return err;
 	if (sqlite3_prepare_v2(e->db,
-			       "SELECT arn, name, machine, input, checkpoint, trace FROM executions"
+			       "SELECT arn, name, machine, input, checkpoint, trace, context FROM executions"
 			       " WHERE status = 'RUNNING' ORDER BY start_ns", -1, &s, NULL))
 		return TM_ERR_DB;
 	uint64_t now = tm_clock_wall_ns();
@@ -730,8 +881,17 @@ static tm_err load(flow_engine *e)
 		const char *in = col_text(s, 3), *ck = col_text(s, 4), *tp = col_text(s, 5);
 		if (tm_json_parse(in, strlen(in), &r->input, msg, sizeof msg))
 			r->input = json_object();
-		if (ck && tm_json_parse(ck, strlen(ck), &r->ckpt, msg, sizeof msg))
-			r->ckpt = NULL;
+		const char *cx = col_text(s, 6);
+		json_t *ctx = NULL;
+		if (ck && cx && !tm_json_parse(ck, strlen(ck), &r->ckpt, msg, sizeof msg) &&
+		    !tm_json_parse(cx, strlen(cx), &ctx, msg, sizeof msg)) {
+			json_object_set_new(r->ckpt, "context", ctx);
+			json_object_set(r->ckpt, "input", r->input);
+			r->context_stored = true;
+		} else {
+			json_decref(r->ckpt);
+			r->ckpt = NULL; /* not started yet: start afresh */
+		}
 		/* the execution span ended with the previous process: resumed
 		 * states hang under its stored context */
 		if (tp && !trace_w3c_parse_traceparent(tp, &r->exec_ctx))
@@ -773,6 +933,9 @@ tm_err flow_engine_open(const flow_engine_config *cfg, flow_engine **out)
 		e->cfg.tracer = trace_global();
 	e->db_path = strdup(cfg->db_path);
 	pthread_mutex_init(&e->db_mu, NULL);
+	pthread_mutex_init(&e->wq_mu, NULL);
+	pthread_cond_init(&e->wq_cv, NULL);
+	pthread_cond_init(&e->wq_done, NULL);
 	pthread_mutex_init(&e->mu, NULL);
 	pthread_cond_init(&e->work, NULL);
 	pthread_cond_init(&e->done, NULL);
@@ -796,6 +959,11 @@ tm_err flow_engine_open(const flow_engine_config *cfg, flow_engine **out)
 		}
 	if ((err = load(e)))
 		goto fail;
+	if (pthread_create(&e->writer, NULL, writer, e)) {
+		err = TM_ERR_INTERNAL;
+		goto fail;
+	}
+	e->writer_started = true;
 	e->threads = calloc(e->cfg.workers, sizeof *e->threads);
 	if (!e->threads) {
 		err = TM_ERR_NOMEM;
@@ -842,6 +1010,13 @@ void flow_engine_close(flow_engine *e)
 	for (unsigned i = 0; i < e->nthreads; i++)
 		pthread_join(e->threads[i], NULL);
 	free(e->threads);
+	/* the writer drains what the workers queued, then stops */
+	pthread_mutex_lock(&e->wq_mu);
+	e->wq_stop = true;
+	pthread_cond_broadcast(&e->wq_cv);
+	pthread_mutex_unlock(&e->wq_mu);
+	if (e->writer_started)
+		pthread_join(e->writer, NULL);
 	while (e->active) {
 		struct fx *r = e->active;
 		/* spans of executions that resume in the next process */
@@ -864,6 +1039,9 @@ void flow_engine_close(flow_engine *e)
 	pthread_cond_destroy(&e->done);
 	pthread_mutex_destroy(&e->mu);
 	pthread_mutex_destroy(&e->db_mu);
+	pthread_cond_destroy(&e->wq_cv);
+	pthread_cond_destroy(&e->wq_done);
+	pthread_mutex_destroy(&e->wq_mu);
 	free(e->db_path);
 	free(e);
 }

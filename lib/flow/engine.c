@@ -1837,15 +1837,18 @@ uint64_t flow_execution_suspended_until(const flow_execution *x)
 json_t *flow_execution_checkpoint(flow_execution *x)
 {
 	pthread_mutex_lock(&x->mu);
+	/* context, input and a frame's input never change once made, so they
+	 * are shared; only the variables change in place (copied) */
 	json_t *frame = json_array_get(x->frames, 0);
-	json_t *r = json_pack("{s:s,s:s,s:O,s:O,s:I,s:I,s:O?}", "executionArn", x->arn,
+	json_t *fc = frame ? json_copy(frame) : NULL;
+	if (fc && json_object_get(fc, "variables"))
+		json_object_set_new(fc, "variables", json_deep_copy(json_object_get(fc, "variables")));
+	json_t *r = json_pack("{s:s,s:s,s:O,s:O,s:I,s:I,s:o?}", "executionArn", x->arn,
 			      "name", x->name, "context", x->ctx_base, "input", x->input,
 			      "deadlineNs", (json_int_t)x->deadline_ns,
-			      "lastEventId", (json_int_t)x->last_event, "frame", frame);
-	json_t *copy = r ? json_deep_copy(r) : NULL;
+			      "lastEventId", (json_int_t)x->last_event, "frame", fc);
 	pthread_mutex_unlock(&x->mu);
-	json_decref(r);
-	return copy;
+	return r;
 }
 
 tm_err flow_execution_restore(const flow_machine *m, const json_t *ckpt,
