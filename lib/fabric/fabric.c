@@ -228,6 +228,50 @@ tm_err fabric_queue_list(fabric *f, json_t **out)
 
 /* ---------------------------------------------------------- attributes */
 
+/*
+ * Offset of the first byte that is not part of a character SQS accepts in
+ * a message (valid UTF-8 of #x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD |
+ * #x10000-#x10FFFF), or SIZE_MAX when all are fine.
+ */
+static size_t sqs_invalid_char(const char *text, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)text;
+
+	for (size_t i = 0; i < n;) {
+		unsigned c = p[i];
+		size_t len;
+		uint32_t cp;
+
+		if (c < 0x80) {
+			if (c < 0x20 && c != 0x9 && c != 0xA && c != 0xD)
+				return i;
+			i++;
+			continue;
+		}
+		if (c >= 0xC2 && c <= 0xDF)
+			len = 2, cp = c & 0x1F;
+		else if (c >= 0xE0 && c <= 0xEF)
+			len = 3, cp = c & 0x0F;
+		else if (c >= 0xF0 && c <= 0xF4)
+			len = 4, cp = c & 0x07;
+		else
+			return i;
+		if (i + len > n)
+			return i;
+		for (size_t k = 1; k < len; k++) {
+			if ((p[i + k] & 0xC0) != 0x80)
+				return i;
+			cp = (cp << 6) | (p[i + k] & 0x3F);
+		}
+		/* Overlong forms, surrogates, U+FFFE/U+FFFF, past U+10FFFF. */
+		if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+		    (cp >= 0xD800 && cp <= 0xDFFF) || cp == 0xFFFE || cp == 0xFFFF)
+			return i;
+		i += len;
+	}
+	return SIZE_MAX;
+}
+
 static bool valid_attr_name(const char *n)
 {
 	size_t len = n ? strlen(n) : 0;
@@ -286,6 +330,12 @@ tm_err fabric__check_attrs(const fabric_attr *attrs, size_t n, bool sns, fabric_
 		if (!a->value || !*a->value) {
 			fabric__result_set(r, TM_ERR_INVALID, "InvalidParameterValue",
 					   "The message attribute '%s' must contain a non-empty value.",
+					   a->name);
+			return TM_ERR_INVALID;
+		}
+		if (!type_is(a->type, "Binary") && sqs_invalid_char(a->value, strlen(a->value)) != SIZE_MAX) {
+			fabric__result_set(r, TM_ERR_INVALID, "InvalidParameterValue",
+					   "The message attribute '%s' contains invalid characters.",
 					   a->name);
 			return TM_ERR_INVALID;
 		}
@@ -454,6 +504,13 @@ tm_err fabric_queue_send_batch(fabric *f, const char *queue, const fabric_send_e
 		if (!e->body || !e->body_len) {
 			fabric__result_set(r, TM_ERR_INVALID, "InvalidParameterValue",
 					   "The request must contain the parameter MessageBody.");
+			continue;
+		}
+		size_t bad = sqs_invalid_char(e->body, e->body_len);
+		if (bad != SIZE_MAX) {
+			fabric__result_set(r, TM_ERR_INVALID, "InvalidMessageContents",
+					   "Invalid binary character at byte %zu of the message body (SQS allows UTF-8 #x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF).",
+					   bad);
 			continue;
 		}
 		if (fabric__check_attrs(e->attrs, e->nattrs, false, r))

@@ -284,6 +284,16 @@ static void send_rejects_message_over_max_size_with_clear_error(void **state)
 	assert_int_equal(fabric_queue_send(t->f, "small", &e, &r), TM_ERR_LIMIT);
 	e.body_len = 1014; /* 1014 + "n" + "String" + "abc" = 1024 */
 	assert_int_equal(fabric_queue_send(t->f, "small", &e, &r), TM_OK);
+	/* Characters SQS does not accept are refused, others pass. */
+	fabric_send_entry bad = { .body = "a\x01b", .body_len = 3, .delay_ms = -1 };
+	assert_int_equal(fabric_queue_send(t->f, "small", &bad, &r), TM_ERR_INVALID);
+	assert_string_equal(r.code, "InvalidMessageContents");
+	bad.body = "\xff\xfe";
+	bad.body_len = 2;
+	assert_int_equal(fabric_queue_send(t->f, "small", &bad, &r), TM_ERR_INVALID);
+	bad.body = "h\xc3\xa9llo \xf0\x9f\x93\xa6\t\n";
+	bad.body_len = strlen(bad.body);
+	assert_int_equal(fabric_queue_send(t->f, "small", &bad, &r), TM_OK);
 	/* The setting itself is bounded. */
 	a.max_message_size = 100;
 	assert_int_equal(fabric_queue_create(t->f, "tiny", &a), TM_ERR_INVALID);
