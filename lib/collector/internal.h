@@ -147,6 +147,9 @@ const collector__asset *collector__asset_find(const char *path);
 
 /* ------------------------------------------------------------------ utils */
 
+/* Appends str as a JSON string literal; invalid UTF-8 becomes U+FFFD. */
+tm_err collector__put_jstr(tm_buf *b, const char *str) TM_WARN_UNUSED;
+
 /* Lower-cases and validates a hex id of exactly n chars (32 or 16) into
  * out; false when it is not hex or all zero. */
 bool collector__hex_id(const char *in, size_t n, char *out);

@@ -117,90 +117,96 @@ static int decode_enum(const json_t *v, const char *const *names, int n, int def
 	return def;
 }
 
-static json_t *anyvalue_to_json(const json_t *av, int depth);
+/*
+ * OTLP AnyValue / KeyValue lists written straight as the API's plain JSON
+ * ({"k": v}) into a buffer: no intermediate tree, no per-value allocation.
+ * Keys are unique; the first occurrence wins.
+ */
+static tm_err put_kvlist(tm_buf *b, const json_t *arr, int depth);
 
-static json_t *kvlist_to_object(const json_t *arr, int depth)
-{
-	json_t *obj = json_object();
-	size_t i;
-	json_t *kv;
-
-	if (!obj)
-		return NULL;
-	json_array_foreach(arr, i, kv) {
-		const char *key = tm_json_str(kv, "key");
-		json_t *val;
-		if (!key || json_object_get(obj, key))
-			continue; /* keys are unique; the first one wins */
-		val = anyvalue_to_json(json_object_get(kv, "value"), depth + 1);
-		if (!val || json_object_set_new(obj, key, val)) {
-			json_decref(obj);
-			return NULL;
-		}
-	}
-	return obj;
-}
-
-/* OTLP AnyValue → the plain JSON value the API shows. */
-static json_t *anyvalue_to_json(const json_t *av, int depth)
+static tm_err put_anyvalue(tm_buf *b, const json_t *av, int depth)
 {
 	json_t *v;
 
 	if (!json_is_object(av) || depth > 16)
-		return json_null();
+		return tm_buf_appends(b, "null");
 	if ((v = json_object_get(av, "stringValue")))
-		return json_is_string(v) ? json_incref(v) : json_null();
+		return json_is_string(v) ? collector__put_jstr(b, json_string_value(v))
+					 : tm_buf_appends(b, "null");
 	if ((v = json_object_get(av, "boolValue")))
-		return json_is_boolean(v) ? json_incref(v) : json_null();
+		return tm_buf_appends(b, json_is_true(v) ? "true" : json_is_false(v) ? "false" : "null");
 	if ((v = json_object_get(av, "intValue"))) {
 		if (json_is_integer(v))
-			return json_incref(v);
+			return tm_buf_printf(b, "%lld", (long long)json_integer_value(v));
 		if (json_is_string(v)) {
+			/* proto3 JSON: int64 as a decimal string */
+			const char *t = json_string_value(v);
 			char *end;
-			long long ll = strtoll(json_string_value(v), &end, 10);
-			if (*json_string_value(v) && !*end)
-				return json_integer(ll);
-			return json_incref(v);
+			long long ll = strtoll(t, &end, 10);
+			if (*t && !*end)
+				return tm_buf_printf(b, "%lld", ll);
+			return collector__put_jstr(b, t);
 		}
-		return json_null();
+		return tm_buf_appends(b, "null");
 	}
 	if ((v = json_object_get(av, "doubleValue"))) {
-		if (json_is_number(v) || json_is_string(v)) /* "NaN", "Infinity" */
-			return json_incref(v);
-		return json_null();
+		if (json_is_real(v))
+			return tm_buf_printf(b, "%.17g", json_real_value(v));
+		if (json_is_integer(v))
+			return tm_buf_printf(b, "%lld", (long long)json_integer_value(v));
+		if (json_is_string(v)) /* "NaN", "Infinity" */
+			return collector__put_jstr(b, json_string_value(v));
+		return tm_buf_appends(b, "null");
 	}
 	if ((v = json_object_get(av, "bytesValue")))
-		return json_is_string(v) ? json_incref(v) : json_null();
+		return json_is_string(v) ? collector__put_jstr(b, json_string_value(v))
+					 : tm_buf_appends(b, "null");
 	if ((v = json_object_get(av, "arrayValue"))) {
-		json_t *out = json_array(), *item;
+		json_t *item;
 		size_t i;
-		if (!out)
-			return NULL;
+		tm_err err = tm_buf_appendc(b, '[');
 		json_array_foreach(json_object_get(v, "values"), i, item) {
-			json_t *e = anyvalue_to_json(item, depth + 1);
-			if (!e || json_array_append_new(out, e)) {
-				json_decref(out);
-				return NULL;
-			}
+			if (!err && i)
+				err = tm_buf_appendc(b, ',');
+			if (!err)
+				err = put_anyvalue(b, item, depth + 1);
 		}
-		return out;
+		return err ? err : tm_buf_appendc(b, ']');
 	}
 	if ((v = json_object_get(av, "kvlistValue")))
-		return kvlist_to_object(json_object_get(v, "values"), depth);
-	return json_null();
+		return put_kvlist(b, json_object_get(v, "values"), depth + 1);
+	return tm_buf_appends(b, "null");
 }
 
-/* Serialises the attributes array as {"k":v}; NULL on OOM. */
-static char *attrs_text(const json_t *arr)
+static tm_err put_kvlist(tm_buf *b, const json_t *arr, int depth)
 {
-	json_t *obj = kvlist_to_object(arr, 0);
-	char *text;
+	tm_err err = tm_buf_appendc(b, '{');
+	bool first = true;
+	size_t i, j;
+	json_t *kv;
 
-	if (!obj)
-		return NULL;
-	text = json_dumps(obj, JSON_COMPACT);
-	json_decref(obj);
-	return text;
+	json_array_foreach(arr, i, kv) {
+		const char *key = tm_json_str(kv, "key");
+		bool dup = false;
+		if (err || !key)
+			continue;
+		for (j = 0; j < i && !dup; j++) {
+			const char *prev = tm_json_str(json_array_get(arr, j), "key");
+			dup = prev && !strcmp(prev, key);
+		}
+		if (dup)
+			continue;
+		if (!first)
+			err = tm_buf_appendc(b, ',');
+		first = false;
+		if (!err)
+			err = collector__put_jstr(b, key);
+		if (!err)
+			err = tm_buf_appendc(b, ':');
+		if (!err)
+			err = put_anyvalue(b, json_object_get(kv, "value"), depth);
+	}
+	return err ? err : tm_buf_appendc(b, '}');
 }
 
 static char *dup_limited(const char *s)
@@ -236,6 +242,7 @@ static collector__span *decode_span(const json_t *js, const char *service,
 {
 	collector__span *s = calloc(1, sizeof(*s));
 	json_t *v, *item, *arr = NULL;
+	tm_buf b;
 	bool present;
 	uint64_t start, end;
 	size_t i;
@@ -287,7 +294,13 @@ static collector__span *decode_span(const json_t *js, const char *service,
 		goto nomem;
 
 	arr = json_object_get(js, "attributes");
-	if (!(s->attrs = attrs_text(arr)))
+	tm_buf_init(&b, COLLECTOR_JSON_MAX);
+	if (put_kvlist(&b, arr, 0)) {
+		tm_buf_free(&b);
+		snprintf(why, why_size, "attributes larger than %u bytes", COLLECTOR_JSON_MAX);
+		goto reject;
+	}
+	if (!(s->attrs = tm_buf_detach(&b)))
 		goto nomem;
 	json_array_foreach(arr, i, item) {
 		str = tm_json_str(item, "key");
@@ -304,64 +317,58 @@ static collector__span *decode_span(const json_t *js, const char *service,
 			goto nomem;
 	}
 
-	{
-		json_t *events = json_array();
-		if (!events)
-			goto nomem;
-		json_array_foreach(json_object_get(js, "events"), i, item) {
-			uint64_t t = 0;
-			char tbuf[24];
-			json_t *e;
-			json_t *ao;
-			(void)decode_u64(json_object_get(item, "timeUnixNano"), &t);
-			snprintf(tbuf, sizeof tbuf, "%llu", (unsigned long long)t);
-			ao = kvlist_to_object(json_object_get(item, "attributes"), 0);
-			str = tm_json_str(item, "name");
-			e = ao ? json_pack("{s:s, s:s, s:o}", "name", str ? str : "",
-					   "timeUnixNano", tbuf, "attributes", ao)
-			       : NULL;
-			if (!e || json_array_append_new(events, e)) {
-				json_decref(e);
-				json_decref(events);
-				goto nomem;
-			}
-		}
-		s->events = json_dumps(events, JSON_COMPACT);
-		json_decref(events);
-		if (!s->events)
-			goto nomem;
+	/* events: [{"name","timeUnixNano","attributes"}] */
+	tm_buf_init(&b, COLLECTOR_JSON_MAX);
+	bool fail = tm_buf_appendc(&b, '[') != TM_OK;
+	json_array_foreach(json_object_get(js, "events"), i, item) {
+		uint64_t t = 0;
+		(void)decode_u64(json_object_get(item, "timeUnixNano"), &t);
+		str = tm_json_str(item, "name");
+		fail = fail || (i && tm_buf_appendc(&b, ','));
+		fail = fail || tm_buf_appends(&b, "{\"name\":");
+		fail = fail || collector__put_jstr(&b, str ? str : "");
+		fail = fail || tm_buf_printf(&b, ",\"timeUnixNano\":\"%llu\",\"attributes\":",
+					     (unsigned long long)t);
+		fail = fail || put_kvlist(&b, json_object_get(item, "attributes"), 0);
+		fail = fail || tm_buf_appendc(&b, '}');
 	}
+	fail = fail || tm_buf_appendc(&b, ']');
+	if (fail) {
+		tm_buf_free(&b);
+		snprintf(why, why_size, "events larger than %u bytes", COLLECTOR_JSON_MAX);
+		goto reject;
+	}
+	if (!(s->events = tm_buf_detach(&b)))
+		goto nomem;
 
+	/* links: [{"traceId","spanId","attributes"}]; a link to nothing is
+	 * dropped, not the span */
 	{
-		json_t *links = json_array();
 		json_t *jl = json_object_get(js, "links");
-		size_t n = json_array_size(jl);
-		if (!links)
+		size_t n = json_array_size(jl), out = 0;
+		if (n && !(s->link_ids = calloc(n, sizeof(*s->link_ids))))
 			goto nomem;
-		if (n && !(s->link_ids = calloc(n, sizeof(*s->link_ids)))) {
-			json_decref(links);
-			goto nomem;
-		}
+		tm_buf_init(&b, COLLECTOR_JSON_MAX);
+		fail = tm_buf_appendc(&b, '[') != TM_OK;
 		json_array_foreach(jl, i, item) {
 			collector__link *li = &s->link_ids[s->nlinks];
-			json_t *ao, *l;
 			if (!decode_id(json_object_get(item, "traceId"), 16, li->trace_id, &present) ||
 			    !decode_id(json_object_get(item, "spanId"), 8, li->span_id, &present))
-				continue; /* a link to nothing is dropped, not the span */
+				continue;
 			s->nlinks++;
-			ao = kvlist_to_object(json_object_get(item, "attributes"), 0);
-			l = ao ? json_pack("{s:s, s:s, s:o}", "traceId", li->trace_id,
-					   "spanId", li->span_id, "attributes", ao)
-			       : NULL;
-			if (!l || json_array_append_new(links, l)) {
-				json_decref(l);
-				json_decref(links);
-				goto nomem;
-			}
+			fail = fail || (out++ && tm_buf_appendc(&b, ','));
+			fail = fail || tm_buf_printf(&b, "{\"traceId\":\"%s\",\"spanId\":\"%s\",\"attributes\":",
+						     li->trace_id, li->span_id);
+			fail = fail || put_kvlist(&b, json_object_get(item, "attributes"), 0);
+			fail = fail || tm_buf_appendc(&b, '}');
 		}
-		s->links = json_dumps(links, JSON_COMPACT);
-		json_decref(links);
-		if (!s->links)
+		fail = fail || tm_buf_appendc(&b, ']');
+		if (fail) {
+			tm_buf_free(&b);
+			snprintf(why, why_size, "links larger than %u bytes", COLLECTOR_JSON_MAX);
+			goto reject;
+		}
+		if (!(s->links = tm_buf_detach(&b)))
 			goto nomem;
 	}
 	return s;

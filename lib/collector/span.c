@@ -103,7 +103,7 @@ static size_t utf8_len(const unsigned char *p)
 }
 
 /* Appends s as a JSON string; invalid UTF-8 becomes U+FFFD. */
-static tm_err put_jstr(tm_buf *b, const char *str)
+tm_err collector__put_jstr(tm_buf *b, const char *str)
 {
 	static const char hex[] = "0123456789abcdef";
 	const unsigned char *s = (const unsigned char *)(str ? str : "");
@@ -162,7 +162,7 @@ static tm_err put_scalar(tm_buf *b, trace_attr_type t, const void *item)
 {
 	switch (t) {
 	case TRACE_ATTR_STRING:
-		return put_jstr(b, *(const char *const *)item);
+		return collector__put_jstr(b, *(const char *const *)item);
 	case TRACE_ATTR_INT:
 		return tm_buf_printf(b, "%lld", (long long)*(const int64_t *)item);
 	case TRACE_ATTR_DOUBLE: {
@@ -228,7 +228,7 @@ static tm_err put_attrs(tm_buf *b, const trace_attr *attrs, size_t n)
 			err = tm_buf_appendc(b, ',');
 		first = false;
 		if (!err)
-			err = put_jstr(b, attrs[i].key);
+			err = collector__put_jstr(b, attrs[i].key);
 		if (!err)
 			err = tm_buf_appendc(b, ':');
 		if (!err)
@@ -293,7 +293,7 @@ collector__span *collector__span_from_sdk(const trace_span_data *d,
 		const trace_event_data *e = &d->events[i];
 		err = tm_buf_appends(&b, i ? ",{\"name\":" : "{\"name\":");
 		if (!err)
-			err = put_jstr(&b, e->name);
+			err = collector__put_jstr(&b, e->name);
 		if (!err)
 			err = tm_buf_printf(&b, ",\"timeUnixNano\":\"%llu\",\"attributes\":",
 					    (unsigned long long)e->time_ns);
