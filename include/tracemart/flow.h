@@ -187,7 +187,8 @@ json_t *flow_execution_snapshot(flow_execution *x);
  * "lastEventId", "frame"} where frame is the outermost frame of the
  * snapshot ("state", "input", "variables", "enteredEventId", and while
  * applicable "retryCounts" [per retrier], "waitUntilNs", "taskToken").
- * Caller owns it. A state inside a Map or Parallel resumes as the whole
+ * Caller owns it; treat it as read-only (it shares immutable parts with
+ * the execution). A state inside a Map or Parallel resumes as the whole
  * Map/Parallel state (its iterations run again).
  */
 json_t *flow_execution_checkpoint(flow_execution *x);
@@ -266,7 +267,7 @@ typedef struct flow_engine_config {
 void flow_engine_config_init(flow_engine_config *cfg);
 /* Points the three integrations at a fabric (topics, queues, the bus);
  * f must outlive the engine. Available when the build has the fabric
- * component (link tm_fabric). */
+ * component (link tm_flow_fabric). */
 struct fabric;
 void flow_engine_config_use_fabric(flow_engine_config *cfg, struct fabric *f);
 /* Opens (creating) the store, registers the stored machines and resumes
