@@ -2,7 +2,7 @@
  * `tracemart trace ID`: prints one trace from a running collector as a span
  * tree in the terminal — offsets and durations, services, kinds, errors —
  * with its links in both directions (spans it links to, and spans of other
- * traces that link into it).
+ * traces that link into it) and the log lines collected for its spans.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,7 +46,7 @@ static int by_start(const void *a, const void *b)
 }
 
 static void print_span(node *nodes, size_t i, uint64_t t0, char *prefix, size_t plen,
-		       bool last, int depth, json_t *linked_from)
+		       bool last, int depth, json_t *linked_from, json_t *logs)
 {
 	json_t *s = nodes[i].span, *l;
 	char off[32], dur[32];
@@ -63,6 +63,17 @@ static void print_span(node *nodes, size_t i, uint64_t t0, char *prefix, size_t 
 	json_array_foreach(json_object_get(s, "links"), k, l)
 		printf("%23s%s   \xe2\x86\x92 links to trace %s span %s\n", "", prefix,
 		       tm_json_str(l, "traceId"), tm_json_str(l, "spanId"));
+	json_array_foreach(logs, k, l) {
+		const char *sid = tm_json_str(l, "spanId");
+		const char *t = tm_json_str(l, "timeUnixNano");
+		uint64_t at = t ? strtoull(t, NULL, 10) : 0;
+		char when[32];
+		if (!sid || strcmp(sid, tm_json_str(s, "spanId")))
+			continue;
+		collector_format_duration(at > nodes[i].start ? at - nodes[i].start : 0, when, sizeof when);
+		printf("%23s%s   \xe2\x89\xa1 +%s %s %s\n", "", prefix, when, tm_json_str(l, "level"),
+		       tm_json_str(l, "message"));
+	}
 	json_array_foreach(linked_from, k, l) {
 		const char *to = tm_json_str(l, "linkedSpanId");
 		if (to && !strcmp(to, tm_json_str(s, "spanId")))
@@ -80,7 +91,7 @@ static void print_span(node *nodes, size_t i, uint64_t t0, char *prefix, size_t 
 	prefix[plen + add] = '\0';
 	for (k = 0; k < nodes[i].nkids; k++)
 		print_span(nodes, nodes[i].kids[k], t0, prefix, plen + add, k + 1 == nodes[i].nkids,
-			   depth + 1, linked_from);
+			   depth + 1, linked_from, logs);
 	prefix[plen] = '\0';
 }
 
@@ -166,7 +177,7 @@ int cmd_trace(int argc, char **argv)
 	printf("trace %s: %zu spans, %s\n", tm_json_str(v, "traceId"), n, total);
 	printf("%10s %10s  %s\n", "OFFSET", "DURATION", "SERVICE  NAME [KIND] (SPAN)");
 	for (i = 0; i < nroots; i++)
-		print_span(nodes, roots[i], t0, prefix, 0, true, 0, lf);
+		print_span(nodes, roots[i], t0, prefix, 0, true, 0, lf, json_object_get(v, "logs"));
 	/* linkedFrom entries pointing at spans we do not have (yet). */
 	json_array_foreach(lf, i, s) {
 		bool shown = false;
