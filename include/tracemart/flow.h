@@ -262,6 +262,9 @@ typedef struct flow_engine_config {
 	void *integration_arg;
 	trace_tracer *tracer;       /* NULL: the global tracer */
 	size_t max_executions;      /* active at once; 0: 10000 */
+	/* Only describe/list/history: no threads, nothing resumed, the file
+	 * must exist (the CLI looking at another process's store). */
+	bool inspect_only;
 } flow_engine_config;
 
 void flow_engine_config_init(flow_engine_config *cfg);

@@ -941,7 +941,8 @@ tm_err flow_engine_open(const flow_engine_config *cfg, flow_engine **out)
 	pthread_cond_init(&e->done, NULL);
 	e->cfg.db_path = e->db_path;
 	if (sqlite3_open_v2(cfg->db_path, &e->db,
-			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL)) {
+			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
+				    (cfg->inspect_only ? 0 : SQLITE_OPEN_CREATE), NULL)) {
 		tm_log(TM_LOG_ERROR, "flow", "cannot open the store", "path", cfg->db_path,
 		       "error", e->db ? sqlite3_errmsg(e->db) : "out of memory", NULL);
 		goto fail;
@@ -957,6 +958,10 @@ tm_err flow_engine_open(const flow_engine_config *cfg, flow_engine **out)
 			tm_log(TM_LOG_ERROR, "flow", "cannot prepare", "error", sqlite3_errmsg(e->db), NULL);
 			goto fail;
 		}
+	if (e->cfg.inspect_only) {
+		*out = e;
+		return TM_OK;
+	}
 	if ((err = load(e)))
 		goto fail;
 	if (pthread_create(&e->writer, NULL, writer, e)) {
@@ -1058,6 +1063,8 @@ tm_err flow_engine_register(flow_engine *e, const char *name, const char *defini
 		*errors = NULL;
 	if (!name || !*name || !definition)
 		return TM_ERR_INVALID;
+	if (e->cfg.inspect_only)
+		return TM_ERR_UNSUPPORTED;
 	if ((err = flow_machine_parse(definition, len, name, &m, errors)))
 		return err;
 	char *def = strndup(definition, len);
@@ -1127,6 +1134,8 @@ tm_err flow_engine_start(flow_engine *e, const char *machine, const char *execut
 	*arn = NULL;
 	if (!machine)
 		return TM_ERR_INVALID;
+	if (e->cfg.inspect_only)
+		return TM_ERR_UNSUPPORTED;
 	if (tm_json_parse(input ? input : "{}", input ? strlen(input) : 2, &in, msg, sizeof msg))
 		return TM_ERR_PARSE;
 	if (!execution_name) {

@@ -1,8 +1,9 @@
 /*
- * `tracemart flow validate|run`: checks an Amazon States Language
- * definition, or runs one execution of it in memory and prints the outcome.
- * Task states can only call the few built-in local functions below; real
- * runtime functions and fabric integrations are wired in by the services.
+ * `tracemart flow validate|run|list|describe|history`: checks an Amazon
+ * States Language definition, runs one execution of it in memory and
+ * prints the outcome, or looks into a durable engine's store. Task states
+ * can only call the few built-in local functions below; real runtime
+ * functions and fabric integrations are wired in by the services.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,7 @@
 
 #include "cli.h"
 
-const char cmd_flow_summary[] = "validate or run an Amazon States Language state machine";
+const char cmd_flow_summary[] = "validate or run a state machine; list, describe, history of stored executions";
 
 #define FLOW_FILE_MAX (8u << 20)
 
@@ -19,7 +20,12 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: tracemart flow validate DEFINITION\n"
-		"       tracemart flow run DEFINITION [--input JSON_OR_FILE] [--name NAME]\n\n"
+		"       tracemart flow run DEFINITION [--input JSON_OR_FILE] [--name NAME]\n"
+		"       tracemart flow list --db FILE [--machine NAME] [--status STATUS]\n"
+		"       tracemart flow describe --db FILE EXECUTION_ARN\n"
+		"       tracemart flow history --db FILE EXECUTION_ARN\n\n"
+		"list/describe/history read a durable engine's store (read-only use;\n"
+		"--db defaults to $TRACEMART_FLOW_DB) and print JSON.\n\n"
 		"DEFINITION is a file (or inline JSON starting with '{').\n"
 		"run prints the output JSON (exit 0) or {\"error\",\"cause\"} (exit 1);\n"
 		"an invalid definition exits 2.\n\n"
@@ -217,6 +223,46 @@ out:
 	return rc;
 }
 
+/* list / describe / history over a store another process writes. */
+static int do_inspect(const char *what, const char *db, const char *arg, const char *machine,
+		      const char *status)
+{
+	flow_engine_config cfg;
+	flow_engine *e = NULL;
+	json_t *out = NULL;
+	tm_err err;
+
+	if (!db) {
+		fprintf(stderr, "tracemart flow %s: --db FILE (or TRACEMART_FLOW_DB) is required\n", what);
+		return 2;
+	}
+	flow_engine_config_init(&cfg);
+	cfg.db_path = db;
+	cfg.inspect_only = true;
+	if ((err = flow_engine_open(&cfg, &e))) {
+		fprintf(stderr, "tracemart flow %s: cannot open %s: %s\n", what, db, tm_strerror(err));
+		return 1;
+	}
+	if (!strcmp(what, "list"))
+		err = flow_engine_list(e, machine, status, 0, &out);
+	else if (!strcmp(what, "describe"))
+		err = flow_engine_describe(e, arg, &out);
+	else
+		err = flow_engine_history(e, arg, &out);
+	flow_engine_close(e);
+	if (err) {
+		fprintf(stderr, "tracemart flow %s: %s\n", what, tm_strerror(err));
+		return 1;
+	}
+	char *s = json_dumps(out, JSON_INDENT(2));
+	json_decref(out);
+	if (!s)
+		return 1;
+	printf("%s\n", s);
+	free(s);
+	return 0;
+}
+
 int cmd_flow(int argc, char **argv)
 {
 	tm_opt opts[] = {
@@ -224,6 +270,11 @@ int cmd_flow(int argc, char **argv)
 		 .metavar = "JSON_OR_FILE"},
 		{.name = "name", .help = "execution name ($$.Execution.Name)",
 		 .metavar = "NAME"},
+		{.name = "db", .env = "TRACEMART_FLOW_DB",
+		 .help = "durable engine store (list, describe, history)", .metavar = "FILE"},
+		{.name = "machine", .help = "list: only this state machine", .metavar = "NAME"},
+		{.name = "status", .help = "list: only this status (RUNNING, SUCCEEDED, FAILED, …)",
+		 .metavar = "STATUS"},
 		{0},
 	};
 	const char *pos[4];
@@ -233,9 +284,13 @@ int cmd_flow(int argc, char **argv)
 		usage(argc < 1 ? stderr : stdout);
 		return argc < 1 ? 2 : 0;
 	}
-	if (!cli_parse("tracemart flow validate|run DEFINITION [--input JSON_OR_FILE]",
+	if (!cli_parse("tracemart flow validate|run DEFINITION | list | describe|history ARN",
 		       opts, argc - 1, argv + 1, pos, 4, &npos, &code))
 		return code;
+	if (!strcmp(argv[0], "list") && npos == 0)
+		return do_inspect("list", opts[2].value, NULL, opts[3].value, opts[4].value);
+	if ((!strcmp(argv[0], "describe") || !strcmp(argv[0], "history")) && npos == 1)
+		return do_inspect(argv[0], opts[2].value, pos[0], NULL, NULL);
 	if (npos != 1) {
 		usage(stderr);
 		return 2;

@@ -1,7 +1,8 @@
 /*
  * The `tracemart flow` command's contract: validate prints "valid" (exit 0)
  * or the errors (exit 2); run prints the output (exit 0), {"error","cause"}
- * (exit 1), exit 2 for an invalid definition; built-in echo/fail tasks.
+ * (exit 1), exit 2 for an invalid definition; built-in echo/fail tasks;
+ * list/describe/history read a durable engine's store.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,7 +14,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include <tracemart/base.h>
+#include <tracemart/flow.h>
 
 static char dir[] = "/tmp/flow_cli_XXXXXX";
 static char def_path[256];
@@ -83,6 +84,44 @@ static int setup(void **state)
 	return 0;
 }
 
+static void cli_lists_describes_and_shows_history_of_stored_executions(void **state)
+{
+	char db[300], out[16384], args[1024], *arn = NULL, p[320];
+	flow_engine_config cfg;
+	flow_engine *e = NULL;
+	static const char def[] = "{\"StartAt\":\"A\",\"States\":{\"A\":{\"Type\":\"Pass\",\"End\":true}}}";
+
+	snprintf(db, sizeof db, "%s/flow.db", dir);
+	flow_engine_config_init(&cfg);
+	cfg.db_path = db;
+	assert_int_equal(flow_engine_open(&cfg, &e), TM_OK);
+	assert_int_equal(flow_engine_register(e, "orders", def, strlen(def), NULL), TM_OK);
+	assert_int_equal(flow_engine_start(e, "orders", "o-1", "{\"n\":1}", NULL, &arn), TM_OK);
+	assert_int_equal(flow_engine_wait(e, arn, 10000), TM_OK);
+	flow_engine_close(e);
+
+	snprintf(args, sizeof args, "list --db %s --machine orders --status SUCCEEDED", db);
+	assert_int_equal(run_cli(args, out, sizeof out), 0);
+	assert_non_null(strstr(out, arn));
+	snprintf(args, sizeof args, "list --db %s --status FAILED", db);
+	assert_int_equal(run_cli(args, out, sizeof out), 0);
+	assert_null(strstr(out, arn));
+	snprintf(args, sizeof args, "describe --db %s '%s'", db, arn);
+	assert_int_equal(run_cli(args, out, sizeof out), 0);
+	assert_non_null(strstr(out, "\"status\": \"SUCCEEDED\""));
+	snprintf(args, sizeof args, "history --db %s '%s'", db, arn);
+	assert_int_equal(run_cli(args, out, sizeof out), 0);
+	assert_non_null(strstr(out, "PassStateExited"));
+	snprintf(args, sizeof args, "describe --db %s nope", db);
+	assert_int_equal(run_cli(args, out, sizeof out), 1);
+	free(arn);
+	unlink(db);
+	snprintf(p, sizeof p, "%s-wal", db);
+	unlink(p);
+	snprintf(p, sizeof p, "%s-shm", db);
+	unlink(p);
+}
+
 static int teardown(void **state)
 {
 	unlink(def_path);
@@ -101,6 +140,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(cli_validate_reports_valid_and_invalid_definitions),
 		cmocka_unit_test(cli_run_prints_output_or_error_and_cause),
+		cmocka_unit_test(cli_lists_describes_and_shows_history_of_stored_executions),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
