@@ -420,6 +420,50 @@ static void a_datadog_context_in_the_input_continues_the_trace(void **state)
 	free(arn);
 }
 
+static void branch_states_are_children_of_their_parallel_or_map_state(void **state)
+{
+	struct fixture *f = *state;
+	char *arn = NULL;
+
+	reg(f, "nested", "{\"StartAt\":\"Fan\",\"States\":{"
+			 "\"Fan\":{\"Type\":\"Parallel\",\"Next\":\"Each\",\"Branches\":["
+			 "{\"StartAt\":\"Left\",\"States\":{\"Left\":{\"Type\":\"Pass\",\"End\":true}}},"
+			 "{\"StartAt\":\"Right\",\"States\":{\"Right\":{\"Type\":\"Pass\",\"End\":true}}}]},"
+			 "\"Each\":{\"Type\":\"Map\",\"End\":true,\"ItemProcessor\":{"
+			 "\"StartAt\":\"Item\",\"States\":{\"Item\":{\"Type\":\"Pass\",\"End\":true}}}}}}");
+	assert_int_equal(flow_engine_start(f->e, "nested", NULL, "{}", NULL, &arn), TM_OK);
+	assert_int_equal(flow_engine_wait(f->e, arn, 10000), TM_OK);
+	json_t *d = describe(f, arn);
+	assert_string_equal(tm_json_str(d, "status"), "SUCCEEDED");
+	assert_string_equal(tm_json_str(d, "output"), "[{},{}]");
+	json_decref(d);
+	json_t *exec = span_named(f, "execute nested", 0);
+	assert_parent(span_named(f, "Fan", 0), exec);
+	assert_parent(span_named(f, "Left", 0), span_named(f, "Fan", 0));
+	assert_parent(span_named(f, "Right", 0), span_named(f, "Fan", 0));
+	assert_parent(span_named(f, "Each", 0), exec);
+	assert_parent(span_named(f, "Item", 0), span_named(f, "Each", 0));
+	assert_parent(span_named(f, "Item", 1), span_named(f, "Each", 0));
+	free(arn);
+}
+
+static void a_machine_timeout_ends_a_suspended_wait(void **state)
+{
+	struct fixture *f = *state;
+	char *arn = NULL;
+
+	reg(f, "slow", "{\"TimeoutSeconds\":1,\"StartAt\":\"W\",\"States\":{\"W\":"
+		       "{\"Type\":\"Wait\",\"Seconds\":3600,\"End\":true}}}");
+	assert_int_equal(flow_engine_start(f->e, "slow", NULL, "{}", NULL, &arn), TM_OK);
+	assert_int_equal(flow_engine_wait(f->e, arn, 10000), TM_OK);
+	json_t *d = describe(f, arn);
+	assert_string_equal(tm_json_str(d, "status"), "TIMED_OUT");
+	assert_string_equal(tm_json_str(d, "error"), "States.Timeout");
+	json_decref(d);
+	assert_true(history_has(f, arn, "ExecutionTimedOut"));
+	free(arn);
+}
+
 static void a_task_token_completes_a_waiting_task(void **state)
 {
 	struct fixture *f = *state;
@@ -560,6 +604,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(stop_aborts_a_waiting_execution, setup, teardown),
 		cmocka_unit_test_setup_teardown(execution_and_state_spans_have_the_right_parents, setup, teardown),
 		cmocka_unit_test_setup_teardown(a_datadog_context_in_the_input_continues_the_trace, setup, teardown),
+		cmocka_unit_test_setup_teardown(branch_states_are_children_of_their_parallel_or_map_state, setup, teardown),
+		cmocka_unit_test_setup_teardown(a_machine_timeout_ends_a_suspended_wait, setup, teardown),
 		cmocka_unit_test_setup_teardown(a_task_token_completes_a_waiting_task, setup, teardown),
 		cmocka_unit_test_setup_teardown(a_task_in_flight_when_the_process_dies_is_invoked_again, setup, teardown),
 	};
