@@ -104,7 +104,7 @@ static tm_err apply_topics(fabric *f, const topology *t, char *errmsg, size_t er
 
 static tm_err apply_rules(fabric *f, const topology *t, char *errmsg, size_t errsize)
 {
-	char e[256], ids[TOPO_MAX_TARGETS][8];
+	char e[256], ids[TOPO_MAX_TARGETS][24];
 	tm_err err;
 
 	for (size_t i = 0; i < t->nrules; i++) {
@@ -254,6 +254,7 @@ tm_err app_system_start(const app_system_config *cfg, app_system **out, char *er
 	ec.db_path = path;
 	ec.invoke = app_flow_invoke;
 	ec.invoke_arg = &s->svc;
+	app_flow_integrations(&ec, &s->svc);
 	ec.tracer = cfg->tracer;
 	/* Opening resumes executions that were waiting when we stopped; their
 	 * tasks invoke functions registered above. */
