@@ -766,6 +766,7 @@ static json_t *run_task(flow_execution *x, const char *name, const json_t *st,
 			: UINT64_MAX;
 		uint64_t deadline = cap_deadline(x, task_deadline);
 		frame_set(x, "taskToken", json_string(token));
+		checkpoint(x); /* the pending token is part of the stored position */
 		bool timed_out = false;
 		pthread_mutex_lock(&x->mu);
 		while (!pd->done && !x->abort) {
