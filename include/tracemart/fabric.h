@@ -89,6 +89,9 @@ void fabric_pattern_free(fabric_pattern *p);
 #define FABRIC_MESSAGE_SIZE_DEFAULT (256 * 1024)
 #define FABRIC_MESSAGE_SIZE_MAX (1024 * 1024) /* upper bound of the setting */
 #define FABRIC_RECEIPT_MAX 64
+/* Room for AWSTraceHeader in a received message (and, inside the fabric,
+ * for the compact context a message is stored with). */
+#define FABRIC_TRACE_HEADER_MAX 1400
 #define FABRIC_ERROR_MAX 200
 /* The message attribute carrying Datadog/W3C context (dd-trace's name). */
 #define FABRIC_DATADOG_ATTR "_datadog"
@@ -203,7 +206,7 @@ typedef struct fabric_message {
 	unsigned receive_count;    /* ApproximateReceiveCount */
 	uint64_t sent_ns;          /* SentTimestamp (Unix ns) */
 	uint64_t first_receive_ns; /* ApproximateFirstReceiveTimestamp, 0 never */
-	char trace_header[TRACE_XRAY_HEADER_MAX]; /* AWSTraceHeader, "" if none */
+	char trace_header[FABRIC_TRACE_HEADER_MAX]; /* AWSTraceHeader, "" if none */
 	char source_queue[FABRIC_NAME_MAX + 1];   /* for DLQ messages, else "" */
 } fabric_message;
 

@@ -521,7 +521,7 @@ tm_err fabric_bus_put_events(fabric *f, const fabric_event *entries, size_t n,
 					}
 				} else {
 					err = fabric__fanout_add(&fo, q, text, strlen(text), NULL,
-								 prod.xray, now);
+								 prod.trace[FABRIC__DD_NONE], now);
 				}
 				if (err)
 					break;

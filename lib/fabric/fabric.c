@@ -392,7 +392,7 @@ char *fabric__fanout_own(fabric__fanout *fo, char *s)
 }
 
 tm_err fabric__fanout_add(fabric__fanout *fo, const char *queue, const char *body, size_t len,
-			  const char *attrs, const char *xray, uint64_t sent_ns)
+			  const char *attrs, const char *trace, uint64_t sent_ns)
 {
 	char *qcopy = fabric__fanout_own(fo, strdup(queue));
 
@@ -413,7 +413,7 @@ tm_err fabric__fanout_add(fabric__fanout *fo, const char *queue, const char *bod
 	p->body = body;
 	p->body_len = len;
 	p->attrs_json = attrs;
-	p->trace_header = xray && *xray ? xray : NULL;
+	p->trace_header = trace && *trace ? trace : NULL;
 	p->sent_ns = sent_ns;
 	if (queue[0] == FABRIC__INTERNAL_PREFIX)
 		fo->fn_queue = true;
@@ -528,7 +528,7 @@ tm_err fabric_queue_send_batch(fabric *f, const char *queue, const fabric_send_e
 			continue;
 		}
 		tm_buf_reset(&b);
-		if ((err = fabric__attrs_json(e->attrs, e->nattrs, &prod, false, &b))) {
+		if ((err = fabric__attrs_json(e->attrs, e->nattrs, &b))) {
 			fabric__result_set(r, err, "InternalError", "%s", tm_strerror(err));
 			continue;
 		}
@@ -543,7 +543,7 @@ tm_err fabric_queue_send_batch(fabric *f, const char *queue, const fabric_send_e
 		p->body = e->body;
 		p->body_len = e->body_len;
 		p->attrs_json = attrs[np];
-		p->trace_header = prod.xray[0] ? prod.xray : NULL;
+		p->trace_header = prod.trace[FABRIC__DD_STRING][0] ? prod.trace[FABRIC__DD_STRING] : NULL;
 		p->sent_ns = now;
 		p->delay_ms = e->delay_ms >= 0 ? (uint64_t)e->delay_ms : qa.delay_ms;
 		idx[np++] = i;
@@ -616,7 +616,10 @@ tm_err fabric_queue_receive(fabric *f, const char *queue, const fabric_receive_o
 	if ((err = f->be->ops->queue_get_attrs(f->be, qn, &qa)))
 		return err;
 	uint64_t wait = o->wait_ms >= 0 ? (uint64_t)o->wait_ms : qa.receive_wait_ms;
-	return f->be->ops->receive(f->be, qn, max, wait, o->visibility_timeout_ms, out, n);
+	err = f->be->ops->receive(f->be, qn, max, wait, o->visibility_timeout_ms, out, n);
+	for (size_t i = 0; i < *n; i++)
+		fabric__message_render(f, &out[i]);
+	return err;
 }
 
 tm_err fabric_queue_delete_batch(fabric *f, const char *queue, const char *const *receipts,
@@ -681,7 +684,10 @@ tm_err fabric_queue_peek(fabric *f, const char *queue, size_t max, fabric_messag
 		return err;
 	if (!max || max > 100)
 		return TM_ERR_INVALID;
-	return f->be->ops->peek(f->be, qn, max, out, n);
+	err = f->be->ops->peek(f->be, qn, max, out, n);
+	for (size_t i = 0; i < *n; i++)
+		fabric__message_render(f, &out[i]);
+	return err;
 }
 
 /* --------------------------------------------------------- dead letters */
@@ -813,6 +819,7 @@ static bool dispatch_one(fabric *f, const fabric__fnq *q, fabric_function_fn fn,
 
 	if (f->be->ops->receive(f->be, q->queue, 1, 0, (int64_t)FN_VISIBILITY_MS, &m, &n) || !n)
 		return false;
+	fabric__message_render(f, &m);
 	fabric_invocation inv = {
 		.function = q->function,
 		.source_arn = q->source_arn,

@@ -22,8 +22,8 @@ typedef struct fabric__put {
 	char message_id[40];
 	const char *body;
 	size_t body_len;
-	const char *attrs_json;   /* SQS MessageAttributes JSON or NULL */
-	const char *trace_header; /* AWSTraceHeader or NULL */
+	const char *attrs_json;   /* SQS MessageAttributes JSON (user's) or NULL */
+	const char *trace_header; /* compact context (tracing.c) or NULL */
 	uint64_t sent_ns;         /* wall ns */
 	uint64_t delay_ms;        /* model ms before it is visible */
 } fabric__put;
@@ -33,7 +33,7 @@ typedef struct fabric_backend fabric_backend;
 /* Called by a backend when it dead-letters a message (on the receive that
  * exceeded maxReceiveCount), outside its locks. */
 typedef void (*fabric__dead_letter_fn)(void *arg, const char *source,
-				       const char *dlq, const fabric_message *m);
+				       const char *dlq, fabric_message *m);
 
 /*
  * The backend interface. Every operation is synchronous and thread-safe;
@@ -153,24 +153,36 @@ struct fabric {
 	unsigned ndispatchers;
 };
 
+/*
+ * A message's trace context is stored compactly (ids, flags and the
+ * propagated strings, ~60 bytes) in the backend's trace_header slot with
+ * how `_datadog` is to appear (none, String, Binary); receive renders the
+ * `_datadog` attribute and AWSTraceHeader back from it. Storing the
+ * rendered carriers instead costs ~450 bytes per message on disk.
+ */
+enum { FABRIC__DD_NONE = 0, FABRIC__DD_STRING, FABRIC__DD_BINARY, FABRIC__DD_MODES };
+
 /* Context for one send span: started by the caller of the helpers. */
 typedef struct fabric__producer {
 	trace_span *span;
 	trace_context ctx;           /* valid when injecting */
 	char *dd_json;               /* the `_datadog` text map, or NULL */
-	char xray[TRACE_XRAY_HEADER_MAX];
+	/* Compact context per FABRIC__DD_* mode; "" without a context. */
+	char trace[FABRIC__DD_MODES][FABRIC_TRACE_HEADER_MAX];
 } fabric__producer;
 
 /* tracing.c */
 void fabric__producer_start(fabric *f, fabric__producer *p, const char *system,
 			    const char *dest, size_t batch);
 void fabric__producer_end(fabric__producer *p, tm_err err);
-/* Appends the SQS MessageAttributes JSON of user attrs (+ _datadog) to b;
+/* Appends the SQS MessageAttributes JSON of the user's attrs to b;
  * nothing (b empty) when there are none. */
-tm_err fabric__attrs_json(const fabric_attr *attrs, size_t n,
-			  const fabric__producer *p, bool binary_dd, tm_buf *b);
+tm_err fabric__attrs_json(const fabric_attr *attrs, size_t n, tm_buf *b);
+/* Turns a stored compact context back into `_datadog` and AWSTraceHeader
+ * (every message a backend hands out goes through it). */
+void fabric__message_render(fabric *f, fabric_message *m);
 void fabric__on_dead_letter(void *arg, const char *source, const char *dlq,
-			    const fabric_message *m);
+			    fabric_message *m);
 tm_err fabric__base64_encode(const void *in, size_t n, tm_buf *out);
 tm_err fabric__base64_decode(const char *in, size_t n, tm_buf *out);
 
@@ -204,10 +216,10 @@ typedef struct fabric__fanout {
 void fabric__fanout_free(fabric__fanout *fo);
 /* Takes ownership of s (freed with fo); returns s, or NULL (s freed). */
 char *fabric__fanout_own(fabric__fanout *fo, char *s);
-/* Adds a message for queue (the name is copied; body, attrs and xray are
+/* Adds a message for queue (the name is copied; body, attrs and trace are
  * borrowed until the put: own them with fabric__fanout_own). */
 tm_err fabric__fanout_add(fabric__fanout *fo, const char *queue, const char *body, size_t len,
-			  const char *attrs, const char *xray, uint64_t sent_ns);
+			  const char *attrs, const char *trace, uint64_t sent_ns);
 /* Stores every message of fo (skipping queues that no longer exist). */
 tm_err fabric__fanout_put(fabric *f, fabric__fanout *fo) TM_WARN_UNUSED;
 /* Adds the publish of an already validated message to topic (locked). */

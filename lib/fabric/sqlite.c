@@ -999,27 +999,29 @@ static tm_err sq_put(fabric_backend *b, const fabric__put *puts, size_t n)
 	if (!recs)
 		return TM_ERR_NOMEM;
 	uint64_t now = tm_clock_wall_ns();
-	pthread_mutex_lock(&s->mu);
+	/* Copies are made before taking the lock other callers need. */
 	for (; made < n; made++) {
 		const fabric__put *p = &puts[made];
-		mqueue *q = queue_find(s, p->queue);
+		mrec *r = mrec_new(0, p->body, p->body_len, p->attrs_json, p->trace_header);
+		if (!r) {
+			err = TM_ERR_NOMEM;
+			goto out;
+		}
+		memcpy(r->message_id, p->message_id, sizeof r->message_id);
+		r->sent_ns = p->sent_ns ? p->sent_ns : now;
+		r->visible_ns = p->delay_ms ? tm_clock_deadline_ns(p->delay_ms * TM_NS_PER_MS) : now;
+		recs[made] = r;
+	}
+	pthread_mutex_lock(&s->mu);
+	for (size_t i = 0; i < n; i++) {
+		mqueue *q = queue_find(s, puts[i].queue);
 		if (!q) {
 			err = TM_ERR_NOT_FOUND;
 			break;
 		}
-		mrec *r = mrec_new(s->next_seq, p->body, p->body_len, p->attrs_json,
-				   p->trace_header);
-		if (!r) {
-			err = TM_ERR_NOMEM;
-			break;
-		}
-		s->next_seq++;
-		r->qid = q->id;
-		snprintf(r->message_id, sizeof r->message_id, "%s", p->message_id);
-		r->sent_ns = p->sent_ns ? p->sent_ns : now;
-		r->visible_ns = p->delay_ms ? tm_clock_deadline_ns(p->delay_ms * TM_NS_PER_MS) : now;
-		r->expire_ns = tm_clock_deadline_ns(q->attrs.retention_ms * TM_NS_PER_MS);
-		recs[made] = r;
+		recs[i]->seq = s->next_seq++;
+		recs[i]->qid = q->id;
+		recs[i]->expire_ns = tm_clock_deadline_ns(q->attrs.retention_ms * TM_NS_PER_MS);
 	}
 	pthread_mutex_unlock(&s->mu);
 	if (err)
@@ -1073,10 +1075,15 @@ static tm_err parse_receipt(const char *h, uint64_t *seq, uint64_t *token)
 	return *seq ? TM_OK : TM_ERR_INVALID;
 }
 
-/* Copies what a receiver gets. body_too false: only what tracing needs. */
-static tm_err copy_out(sq *s, const mrec *r, fabric_message *m, bool body_too)
+/* Copies what a receiver gets, under the lock: plain copies only. The
+ * attributes' JSON text follows the body in the same allocation; *attrs
+ * points at it (or is NULL) for copy_finish() to parse after the lock. */
+static tm_err copy_out(sq *s, const mrec *r, fabric_message *m, const char **attrs)
 {
+	size_t al = r->attrs ? strlen(r->attrs) + 1 : 0;
+
 	memset(m, 0, sizeof *m);
+	*attrs = NULL;
 	snprintf(m->message_id, sizeof m->message_id, "%s", r->message_id);
 	m->receive_count = r->recv_count;
 	m->sent_ns = r->sent_ns;
@@ -1088,27 +1095,32 @@ static tm_err copy_out(sq *s, const mrec *r, fabric_message *m, bool body_too)
 		if (src)
 			snprintf(m->source_queue, sizeof m->source_queue, "%s", src->name);
 	}
-	if (r->attrs) {
-		m->attributes = json_loads(r->attrs, 0, NULL);
-		if (!m->attributes)
-			return TM_ERR_NOMEM;
-	}
-	if (body_too) {
-		m->body = malloc(r->body_len + 1);
-		if (!m->body) {
-			json_decref(m->attributes);
-			m->attributes = NULL;
-			return TM_ERR_NOMEM;
-		}
-		memcpy(m->body, r->body, r->body_len + 1);
-		m->body_len = r->body_len;
+	m->body = malloc(r->body_len + 1 + al);
+	if (!m->body)
+		return TM_ERR_NOMEM;
+	memcpy(m->body, r->body, r->body_len + 1);
+	m->body_len = r->body_len;
+	if (al) {
+		memcpy(m->body + r->body_len + 1, r->attrs, al);
+		*attrs = m->body + r->body_len + 1;
 	}
 	return TM_OK;
+}
+
+static void copy_finish(fabric_message *m, const char *attrs)
+{
+	if (!attrs)
+		return;
+	m->attributes = json_loads(attrs, 0, NULL);
+	if (!m->attributes)
+		tm_log(TM_LOG_WARN, "fabric", "message attributes unreadable (out of memory?)",
+		       "message_id", m->message_id, NULL);
 }
 
 /* A message moved to a dead-letter queue, reported after the lock. */
 typedef struct dead {
 	fabric_message m;
+	const char *attrs;
 	char source[FABRIC_NAME_MAX + 1];
 	char dlq[FABRIC_NAME_MAX + 1];
 } dead;
@@ -1123,6 +1135,7 @@ static tm_err sq_receive(fabric_backend *b, const char *queue, size_t max, uint6
 	uint64_t expired[64];
 	size_t nexp = 0, n = 0, ndead = 0, nmv = 0;
 	rv_entry rv[FABRIC_BATCH_MAX];
+	const char *out_attrs[FABRIC_BATCH_MAX];
 	mrec *taken[FABRIC_BATCH_MAX];
 	size_t ntaken = 0;
 	mv_entry mv[DEAD_MAX];
@@ -1178,7 +1191,7 @@ static tm_err sq_receive(fabric_backend *b, const char *queue, size_t max, uint6
 				if (s->base.on_dead_letter) {
 					if (!deads)
 						deads = calloc(DEAD_MAX, sizeof *deads);
-					if (deads && !copy_out(s, r, &deads[ndead].m, false)) {
+					if (deads && !copy_out(s, r, &deads[ndead].m, &deads[ndead].attrs)) {
 						snprintf(deads[ndead].source, sizeof deads[ndead].source,
 							 "%s", q->name);
 						snprintf(deads[ndead].dlq, sizeof deads[ndead].dlq,
@@ -1202,7 +1215,7 @@ static tm_err sq_receive(fabric_backend *b, const char *queue, size_t max, uint6
 			 * back and be returned twice in one response. */
 			heap_remove(q, r);
 			taken[ntaken++] = r;
-			if ((err = copy_out(s, r, &out[n], true))) {
+			if ((err = copy_out(s, r, &out[n], &out_attrs[n]))) {
 				/* Stays in flight; redelivered after the timeout. */
 				break;
 			}
@@ -1264,7 +1277,10 @@ unlock:
 			memcpy(o->u.rv, rv, n * sizeof *rv);
 		submit_async(s, o);
 	}
+	for (size_t i = 0; i < n; i++)
+		copy_finish(&out[i], out_attrs[i]);
 	for (size_t i = 0; i < ndead; i++) {
+		copy_finish(&deads[i].m, deads[i].attrs);
 		s->base.on_dead_letter(s->base.on_dead_letter_arg, deads[i].source,
 				       deads[i].dlq, &deads[i].m);
 		fabric_message_clear(&deads[i].m);
@@ -1286,9 +1302,12 @@ static tm_err sq_peek(fabric_backend *b, const char *queue, size_t max, fabric_m
 	sq *s = (sq *)b;
 	tm_err err = TM_OK;
 	mrec **sorted = NULL;
+	const char *pattrs[100];
 	size_t n = 0;
 
 	*nout = 0;
+	if (max > TM_ARRAY_LEN(pattrs))
+		max = TM_ARRAY_LEN(pattrs);
 	pthread_mutex_lock(&s->mu);
 	mqueue *q = queue_find(s, queue);
 	if (!q) {
@@ -1305,13 +1324,15 @@ static tm_err sq_peek(fabric_backend *b, const char *queue, size_t max, fabric_m
 	memcpy(sorted, q->heap, q->n * sizeof *sorted);
 	qsort(sorted, q->n, sizeof *sorted, cmp_seq);
 	for (size_t i = 0; i < q->n && n < max; i++) {
-		if ((err = copy_out(s, sorted[i], &out[n], true)))
+		if ((err = copy_out(s, sorted[i], &out[n], &pattrs[n])))
 			break;
 		n++;
 	}
 out:
 	pthread_mutex_unlock(&s->mu);
 	free(sorted);
+	for (size_t i = 0; i < n; i++)
+		copy_finish(&out[i], pattrs[i]);
 	if (err) {
 		for (size_t i = 0; i < n; i++)
 			fabric_message_clear(&out[i]);

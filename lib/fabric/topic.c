@@ -517,7 +517,7 @@ tm_err fabric__topic_fanout(fabric *f, const char *topic, const char *message_id
 			if (!raw_attrs_done) {
 				tm_buf b;
 				tm_buf_init(&b, 1 << 20);
-				err = fabric__attrs_json(attrs, nattrs, p, true, &b);
+				err = fabric__attrs_json(attrs, nattrs, &b);
 				raw_attrs = b.len ? fabric__fanout_own(fo, tm_buf_detach(&b)) : NULL;
 				tm_buf_free(&b);
 				raw_attrs_done = true;
@@ -525,7 +525,7 @@ tm_err fabric__topic_fanout(fabric *f, const char *topic, const char *message_id
 					break;
 			}
 			err = fabric__fanout_add(fo, s->endpoint, message, len, raw_attrs,
-						 p ? p->xray : NULL, now);
+						 p ? p->trace[FABRIC__DD_BINARY] : NULL, now);
 			continue;
 		}
 		if (!envelope) {
@@ -547,8 +547,10 @@ tm_err fabric__topic_fanout(fabric *f, const char *topic, const char *message_id
 				break;
 			}
 		}
+		/* The envelope carries `_datadog`; the queue message only
+		 * AWSTraceHeader (as SNS → SQS). */
 		err = fabric__fanout_add(fo, s->endpoint, envelope, strlen(envelope), NULL,
-					 p ? p->xray : NULL, now);
+					 p ? p->trace[FABRIC__DD_NONE] : NULL, now);
 	}
 	json_decref(ev_attrs);
 	json_decref(ev_body);

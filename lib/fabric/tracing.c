@@ -63,6 +63,107 @@ tm_err fabric__base64_decode(const char *in, size_t n, tm_buf *out)
 	return TM_OK;
 }
 
+/* ------------------------------------------------ stored compact context */
+
+/*
+ * "~1<mode>\n<trace-id hex><span-id hex><flags hex>\n<priority>\n
+ * <tracestate>\n<dd origin>\n<dd tags>\n<x-ray lineage>". None of the
+ * strings can hold a newline (their grammars forbid control characters).
+ * X-Ray headers start with "Root=", so the two never mix.
+ */
+static void trace_encode(const trace_context *c, int mode, char out[FABRIC_TRACE_HEADER_MAX])
+{
+	char tid[33], sid[17];
+
+	trace_id_to_hex(c->trace_id, tid);
+	trace_span_id_to_hex(c->span_id, sid);
+	int n = snprintf(out, FABRIC_TRACE_HEADER_MAX, "~1%d\n%s%s%02x\n%d\n%s\n%s\n%s\n%s", mode,
+			 tid, sid, c->flags, c->priority, c->tracestate, c->dd_origin, c->dd_tags,
+			 c->xray_lineage);
+	if (n < 0 || n >= FABRIC_TRACE_HEADER_MAX)
+		out[0] = '\0'; /* cannot happen with the fields' limits */
+}
+
+/* Copies the next line of *p into out (size bytes); false if too long. */
+static bool next_line(const char **p, char *out, size_t size)
+{
+	const char *nl = strchr(*p, '\n');
+	size_t n = nl ? (size_t)(nl - *p) : strlen(*p);
+
+	if (n >= size)
+		return false;
+	memcpy(out, *p, n);
+	out[n] = '\0';
+	*p += n + (nl ? 1 : 0);
+	return true;
+}
+
+static bool trace_decode(const char *s, trace_context *c, int *mode)
+{
+	char ids[64], prio[16];
+	unsigned char fl;
+
+	trace_context_init(c);
+	if (strncmp(s, "~1", 2) || s[2] < '0' || s[2] >= '0' + FABRIC__DD_MODES || s[3] != '\n')
+		return false;
+	*mode = s[2] - '0';
+	s += 4;
+	if (!next_line(&s, ids, sizeof ids) || strlen(ids) != 50 ||
+	    tm_hex_decode(ids, 16, c->trace_id) || tm_hex_decode(ids + 32, 8, c->span_id) ||
+	    tm_hex_decode(ids + 48, 1, &fl) || !next_line(&s, prio, sizeof prio) ||
+	    !next_line(&s, c->tracestate, sizeof c->tracestate) ||
+	    !next_line(&s, c->dd_origin, sizeof c->dd_origin) ||
+	    !next_line(&s, c->dd_tags, sizeof c->dd_tags) ||
+	    !next_line(&s, c->xray_lineage, sizeof c->xray_lineage))
+		return false;
+	c->flags = fl;
+	long pr = strtol(prio, NULL, 10);
+	c->priority = pr < INT8_MIN || pr > INT8_MAX ? TRACE_PRIORITY_UNSET : (int8_t)pr;
+	return trace_context_is_valid(c);
+}
+
+void fabric__message_render(fabric *f, fabric_message *m)
+{
+	trace_context c;
+	int mode;
+
+	if (m->trace_header[0] != '~')
+		return;
+	if (!trace_decode(m->trace_header, &c, &mode)) {
+		m->trace_header[0] = '\0';
+		return;
+	}
+	if (mode != FABRIC__DD_NONE && !json_object_get(m->attributes, FABRIC_DATADOG_ATTR)) {
+		json_t *map = json_object(), *attr = NULL;
+		char *text = NULL;
+		if (map) {
+			trace_carrier car = trace_carrier_json(map);
+			trace_inject(&f->dd_props, &c, NULL, &car);
+			if (json_object_size(map))
+				text = tm_json_dump(map);
+			json_decref(map);
+		}
+		if (text && mode == FABRIC__DD_BINARY) {
+			/* dd-trace writes SNS's `_datadog` as Binary (base64 JSON). */
+			tm_buf b;
+			tm_buf_init(&b, 16384);
+			if (!fabric__base64_encode(text, strlen(text), &b))
+				attr = json_pack("{ss ss}", "DataType", "Binary", "BinaryValue", b.data);
+			tm_buf_free(&b);
+		} else if (text) {
+			attr = json_pack("{ss ss}", "DataType", "String", "StringValue", text);
+		}
+		free(text);
+		if (attr && !m->attributes)
+			m->attributes = json_object();
+		if (attr && m->attributes)
+			json_object_set_new(m->attributes, FABRIC_DATADOG_ATTR, attr);
+		else
+			json_decref(attr);
+	}
+	trace_xray_format(&c, m->trace_header);
+}
+
 /* ----------------------------------------------------------- producer */
 
 void fabric__producer_start(fabric *f, fabric__producer *p, const char *system,
@@ -101,7 +202,8 @@ void fabric__producer_start(fabric *f, fabric__producer *p, const char *system,
 			p->dd_json = tm_json_dump(map);
 		json_decref(map);
 	}
-	trace_xray_format(&p->ctx, p->xray);
+	for (int mode = 0; mode < FABRIC__DD_MODES; mode++)
+		trace_encode(&p->ctx, mode, p->trace[mode]);
 }
 
 void fabric__producer_end(fabric__producer *p, tm_err err)
@@ -121,45 +223,23 @@ static bool is_binary_type(const char *type)
 	return !strncmp(type, "Binary", 6);
 }
 
-tm_err fabric__attrs_json(const fabric_attr *attrs, size_t n, const fabric__producer *p,
-			  bool binary_dd, tm_buf *b)
+tm_err fabric__attrs_json(const fabric_attr *attrs, size_t n, tm_buf *b)
 {
-	bool user_dd = false, any = false;
 	tm_err err = TM_OK;
 
-	for (size_t i = 0; i < n; i++)
-		if (!strcmp(attrs[i].name, FABRIC_DATADOG_ATTR))
-			user_dd = true;
-	if (!n && !(p && p->dd_json))
+	if (!n)
 		return TM_OK;
 #define A(x) do { if (!err) err = (x); } while (0)
 	A(tm_buf_appendc(b, '{'));
 	for (size_t i = 0; i < n; i++) {
 		bool bin = is_binary_type(attrs[i].type);
-		if (any)
+		if (i)
 			A(tm_buf_appendc(b, ','));
-		any = true;
 		A(tm_json_quote(b, attrs[i].name));
 		A(tm_buf_appends(b, ":{\"DataType\":"));
 		A(tm_json_quote(b, attrs[i].type));
 		A(tm_buf_appends(b, bin ? ",\"BinaryValue\":" : ",\"StringValue\":"));
 		A(tm_json_quote(b, attrs[i].value));
-		A(tm_buf_appendc(b, '}'));
-	}
-	/* A user's own `_datadog` wins (they propagated it themselves). */
-	if (p && p->dd_json && !user_dd) {
-		if (any)
-			A(tm_buf_appendc(b, ','));
-		A(tm_buf_appends(b, "\"" FABRIC_DATADOG_ATTR "\":{\"DataType\":"));
-		if (binary_dd) {
-			/* dd-trace writes SNS's `_datadog` as Binary (base64 JSON). */
-			A(tm_buf_appends(b, "\"Binary\",\"BinaryValue\":\""));
-			A(fabric__base64_encode(p->dd_json, strlen(p->dd_json), b));
-			A(tm_buf_appendc(b, '"'));
-		} else {
-			A(tm_buf_appends(b, "\"String\",\"StringValue\":"));
-			A(tm_json_quote(b, p->dd_json));
-		}
 		A(tm_buf_appendc(b, '}'));
 	}
 	A(tm_buf_appendc(b, '}'));
@@ -336,12 +416,13 @@ bool fabric_message_extract(const fabric_message *m, trace_context *out)
  * attribute and on a `message.dead_lettered` event.
  */
 void fabric__on_dead_letter(void *arg, const char *source, const char *dlq,
-			    const fabric_message *m)
+			    fabric_message *m)
 {
 	fabric *f = arg;
 	trace_context parent;
 	char name[FABRIC_NAME_MAX + 16];
 
+	fabric__message_render(f, m);
 	tm_log(TM_LOG_INFO, "fabric", "message moved to dead-letter queue", "queue", source,
 	       "dead_letter_queue", dlq, "message_id", m->message_id, NULL);
 	if (f->no_tracing)
