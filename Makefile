@@ -43,9 +43,7 @@ test-asan:
 
 bench:
 	@scripts/deps.sh bench
-	@cmake -S . -B $(RELEASE_BUILD) -DCMAKE_BUILD_TYPE=Release -DTM_ONLY= >/dev/null
-	@cmake --build $(RELEASE_BUILD) -j $(JOBS)
-	@bench/run.sh $(RELEASE_BUILD)
+	@BUILD=$(RELEASE_BUILD) bench/run.sh
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(RELEASE_BUILD)

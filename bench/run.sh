@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Runs every benchmark under bench/*/run.sh against the given build dir.
-# Each prints its figures as ratios against a reference measured in the same
-# run; nothing here asserts a wall-clock time.
+# Runs every benchmark (bench/*/run.sh), each with its defaults: a script
+# builds the Release binaries it needs and prints its figures beside a
+# reference measured in the same run (nginx, raw SQLite, clock_gettime).
+# Nothing here asserts a wall-clock time. BENCH=name runs one.
 set -euo pipefail
-build=${1:-build-release}
 here=$(cd "$(dirname "$0")" && pwd)
 for b in "$here"/*/run.sh; do
-  echo "== $(basename "$(dirname "$b")")"
-  bash "$b" "$build"
+  name=$(basename "$(dirname "$b")")
+  [[ -n "${BENCH:-}" && "$BENCH" != "$name" ]] && continue
+  echo "== $name"
+  bash "$b"
   echo
 done

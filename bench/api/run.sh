@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # bench/api: GET /product/{id} requests/s on `tracemart up`, beside nginx
-# serving a fixed 200 on this machine in the same run. Prints both and the
-# ratio (target: >= 0.6x nginx).
+# serving a fixed 200 on this machine in the same run: once as `make run`
+# starts it (collector in-process) and once with spans going to a file.
+# Prints the figures and the ratios (target: >= 0.6x nginx).
 set -euo pipefail
-build=${1:-build-release}
-. "$(dirname "$0")/../lib.sh"
+cd "$(dirname "$0")/../.."
+build=${BUILD:-build-release}
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DTM_ONLY= >/dev/null
+cmake --build "$build" --target tracemart -j2 >/dev/null
+. bench/lib.sh
 duration=${BENCH_DURATION:-5}
 conns=${BENCH_CONNECTIONS:-64}
 threads=${BENCH_THREADS:-2}
@@ -17,12 +21,20 @@ cleanup() {
 }
 trap cleanup EXIT
 
-api_port=$(free_port)
-TRACEMART_LOG_LEVEL=warn "$build/tracemart" up --listen "127.0.0.1:$api_port" --data-dir "$work/data" >/dev/null &
-pids+=($!)
-wait_http "http://127.0.0.1:$api_port/health"
-curl -fsS -o /dev/null -X POST -H 'Content-Type: application/json' \
-  -d '{"name":"Bench Widget","price":12.5}' "http://127.0.0.1:$api_port/product"
+# start_up NAME ARGS...: starts `tracemart up` with its own data dir and a
+# product to read; sets api_url.
+start_up() {
+  local name=$1; shift
+  local port
+  port=$(free_port)
+  TRACEMART_LOG_LEVEL=warn "$build/tracemart" up --listen "127.0.0.1:$port" \
+    --data-dir "$work/$name" "$@" >/dev/null &
+  pids+=($!)
+  api_url="http://127.0.0.1:$port"
+  wait_http "$api_url/health"
+  curl -fsS -o /dev/null -X POST -H 'Content-Type: application/json' \
+    -d '{"name":"Bench Widget","price":12.5}' "$api_url/product"
+}
 
 nginx_port=$(free_port)
 mkdir -p "$work/nginx"
@@ -53,8 +65,22 @@ pids+=($!)
 wait_http "http://127.0.0.1:$nginx_port/"
 
 wrk_args=(-t"$threads" -c"$conns" -d"${duration}s")
-wrk_rps "http://127.0.0.1:$api_port/product/BENCHWIDGET" "${wrk_args[@]}" >/dev/null # warm-up
-ours=$(wrk_rps "http://127.0.0.1:$api_port/product/BENCHWIDGET" "${wrk_args[@]}")
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+
+# 1. The whole system as `make run` starts it: every request traced, spans
+#    stored by the embedded collector on the same two cores.
+start_up full --collector-listen 127.0.0.1:0
+wrk_rps "$api_url/product/BENCHWIDGET" "${wrk_args[@]}" >/dev/null # warm-up
+full=$(wrk_rps "$api_url/product/BENCHWIDGET" "${wrk_args[@]}")
+kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+
+# 2. The API with its spans exported to a file (no collector in-process).
+start_up file --collector-listen off
+wrk_rps "$api_url/product/BENCHWIDGET" "${wrk_args[@]}" >/dev/null
+file=$(wrk_rps "$api_url/product/BENCHWIDGET" "${wrk_args[@]}")
+kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+
 ref=$(wrk_rps "http://127.0.0.1:$nginx_port/product/BENCHWIDGET" "${wrk_args[@]}")
-ratio=$(awk -v a="$ours" -v b="$ref" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
-echo "GET /product/{id}: tracemart ${ours} req/s, nginx fixed 200 ${ref} req/s, ratio ${ratio}x (target >= 0.6x)"
+echo "GET /product/{id} (target >= 0.6x nginx; nginx serves a fixed 200: $ref req/s)"
+echo "  tracemart up, traced into the embedded collector: $full req/s, $(ratio "$full" "$ref")x"
+echo "  tracemart up, spans to a file (collector off):     $file req/s, $(ratio "$file" "$ref")x"
