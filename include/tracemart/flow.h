@@ -188,8 +188,9 @@ json_t *flow_execution_snapshot(flow_execution *x);
  * snapshot ("state", "input", "variables", "enteredEventId", and while
  * applicable "retryCounts" [per retrier], "waitUntilNs", "taskToken").
  * Caller owns it; treat it as read-only (it shares immutable parts with
- * the execution). A state inside a Map or Parallel resumes as the whole
- * Map/Parallel state (its iterations run again).
+ * the execution). A running Map/Parallel adds "mapProgress" /
+ * "parallelProgress" ({"results": [...], "failures": n}): restored, it
+ * skips what finished and restarts the iteration/branch in progress.
  */
 json_t *flow_execution_checkpoint(flow_execution *x);
 /*

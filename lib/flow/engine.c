@@ -63,6 +63,7 @@ struct resume {
 	uint64_t entered_id;
 	uint64_t wait_until;   /* wall ns; 0: none */
 	json_t *counts;        /* retry counters per retrier, or NULL */
+	const json_t *progress;/* Map/Parallel results so far, or NULL */
 };
 
 /* Terminal errors: no Retry or Catch applies (States Language, "Errors"). */
@@ -215,6 +216,9 @@ static uint64_t enter_state(flow_execution *x, const char *type, const char *nam
 		r->entered_id = id;
 		r->wait_until = (uint64_t)tm_json_int(x->resume, "waitUntilNs", 0);
 		r->counts = json_object_get(x->resume, "retryCounts");
+		r->progress = json_object_get(x->resume, "mapProgress");
+		if (!r->progress)
+			r->progress = json_object_get(x->resume, "parallelProgress");
 		if (!json_is_array(r->counts))
 			r->counts = NULL;
 	} else {
@@ -438,9 +442,19 @@ static int run_states(flow_execution *x, const json_t *machine, const json_t *in
 static json_t *ja_template(const json_t *tmpl, const flow__jsonata_env *env,
 			   const char *field, flow__fail *f);
 
+/* Map/Parallel progress in the enclosing frame (a copy: results grows),
+ * so a restored execution skips the iterations/branches already done. */
+static void progress_set(flow_execution *x, const char *key, const json_t *results,
+			 size_t failures)
+{
+	frame_set(x, key, json_pack("{s:o,s:I}", "results", json_copy((json_t *)results),
+				    "failures", (json_int_t)failures));
+}
+
 static json_t *run_map(flow_execution *x, const char *name, const json_t *st,
 		       const json_t *effective, const json_t *ctx,
-		       const flow__scope *scope, flow__fail *f, json_t *ja_items)
+		       const flow__scope *scope, flow__fail *f, json_t *ja_items,
+		       const json_t *progress)
 {
 	flow__env env = {.input = effective, .context = ctx, .scope = scope};
 	const char *ip = json_string_value(json_object_get(st, "ItemsPath"));
@@ -571,9 +585,21 @@ static json_t *run_map(flow_execution *x, const char *name, const json_t *st,
 	}
 	bool tolerant = tcv || tpv;
 
-	emit(x, "MapStateStarted", json_pack("{s:I}", "length", (json_int_t)json_array_size(items)));
-	results = json_array();
+	const json_t *done = json_object_get(progress, "results");
+	size_t start = 0;
+	if (json_is_array(done) && json_array_size(done) <= json_array_size(items)) {
+		/* restored: MapStateStarted and the finished iterations are stored */
+		results = json_deep_copy(done);
+		start = json_array_size(done);
+		failures = (size_t)tm_json_int(progress, "failures", 0);
+	} else {
+		emit(x, "MapStateStarted", json_pack("{s:I}", "length", (json_int_t)json_array_size(items)));
+		results = json_array();
+	}
+	progress_set(x, "mapProgress", results, failures);
 	json_array_foreach(items, i, item) {
+		if (i < start)
+			continue;
 		json_t *ictx = json_deep_copy(ctx), *iin, *iout = NULL;
 		json_object_set_new(ictx, "Map", json_pack("{s:{s:I,s:O}}", "Item", "Index",
 							   (json_int_t)i, "Value", item));
@@ -607,10 +633,12 @@ static json_t *run_map(flow_execution *x, const char *name, const json_t *st,
 			json_array_append_new(results, json_pack("{s:s,s:s}", "Error", ifail.error,
 								 "Cause", ifail.cause ? ifail.cause : ""));
 			flow__fail_clear(&ifail);
+			progress_set(x, "mapProgress", results, failures);
 			continue;
 		}
 		emit(x, "MapIterationSucceeded", json_pack("{s:s,s:I}", "name", name, "index", (json_int_t)i));
 		json_array_append_new(results, iout);
+		progress_set(x, "mapProgress", results, failures);
 	}
 	if (tolerant && failures) {
 		size_t n = json_array_size(items);
@@ -637,15 +665,25 @@ fail:
 }
 
 static json_t *run_parallel(flow_execution *x, const json_t *st, const json_t *effective,
-			    const flow__scope *scope, flow__fail *f)
+			    const flow__scope *scope, flow__fail *f, const json_t *progress)
 {
 	json_t *branches = json_object_get(st, "Branches"), *b;
-	json_t *results = json_array();
-	size_t i;
+	json_t *results;
+	size_t i, start = 0;
+	const json_t *done = json_object_get(progress, "results");
 
-	emit(x, "ParallelStateStarted", NULL);
+	if (json_is_array(done) && json_array_size(done) <= json_array_size(branches)) {
+		results = json_deep_copy(done);
+		start = json_array_size(done);
+	} else {
+		emit(x, "ParallelStateStarted", NULL);
+		results = json_array();
+	}
+	progress_set(x, "parallelProgress", results, 0);
 	json_array_foreach(branches, i, b) {
 		json_t *out = NULL;
+		if (i < start)
+			continue;
 		if (run_states(x, b, effective, scope, &out, f,
 			       json_pack("{s:I}", "branch", (json_int_t)i))) {
 			emit(x, "ParallelStateFailed", NULL);
@@ -653,6 +691,7 @@ static json_t *run_parallel(flow_execution *x, const json_t *st, const json_t *e
 			return NULL;
 		}
 		json_array_append_new(results, out);
+		progress_set(x, "parallelProgress", results, 0);
 	}
 	emit(x, "ParallelStateSucceeded", NULL);
 	return results;
@@ -1100,10 +1139,11 @@ static int run_state(flow_execution *x, const char *name, const json_t *st,
 		} else if (!strcmp(type, "Task")) {
 			result = run_task(x, name, st, effective, ctx, scope, attempt, f);
 		} else if (!strcmp(type, "Parallel")) {
-			result = run_parallel(x, st, effective, scope, f);
+			result = run_parallel(x, st, effective, scope, f, rs.progress);
 		} else {
-			result = run_map(x, name, st, effective, ctx, scope, f, NULL);
+			result = run_map(x, name, st, effective, ctx, scope, f, NULL, rs.progress);
 		}
+		rs.progress = NULL; /* a retry starts over */
 		if (result && json_object_get(st, "ResultSelector")) {
 			flow__env renv = {.input = result, .context = ctx, .scope = scope};
 			tmp = flow__template_apply(json_object_get(st, "ResultSelector"), &renv, f);
@@ -1513,9 +1553,10 @@ static int run_state_jsonata(flow_execution *x, const char *name, const json_t *
 		if (!strcmp(type, "Task"))
 			result = run_task(x, name, st, args, ctx, scope, attempt, f);
 		else if (!strcmp(type, "Parallel"))
-			result = run_parallel(x, st, args, scope, f);
+			result = run_parallel(x, st, args, scope, f, rs.progress);
 		else
-			result = run_map(x, name, st, raw, ctx, scope, f, items);
+			result = run_map(x, name, st, raw, ctx, scope, f, items, rs.progress);
+		rs.progress = NULL; /* a retry starts over */
 		if (result || aborted(x) || is_terminal_error(f->error))
 			break;
 		size_t i;
@@ -1662,6 +1703,8 @@ static int run_states(flow_execution *x, const json_t *machine, const json_t *in
 		frame_set(x, "retryCounts", NULL);
 		frame_set(x, "waitUntilNs", NULL);
 		frame_set(x, "enteredEventId", NULL);
+		frame_set(x, "mapProgress", NULL);
+		frame_set(x, "parallelProgress", NULL);
 		if (aborted(x)) {
 			rc = -2;
 			break;

@@ -512,6 +512,38 @@ static tm_err hang(void *arg, const char *fn, const char *payload, const trace_c
 	return TM_OK;
 }
 
+/* Completes items other than 2, hangs on item 2 (the child process). */
+static tm_err hang_on_two(void *arg, const char *fn, const char *payload, const trace_context *parent,
+			  char **result, char **error, char **cause)
+{
+	(void)arg, (void)fn, (void)parent, (void)error, (void)cause;
+	if (strcmp(payload, "2")) {
+		*result = strdup(payload);
+		return TM_OK;
+	}
+	for (;;)
+		pause();
+	return TM_OK;
+}
+
+static int stored_count(const char *db, const char *arn, const char *type)
+{
+	sqlite3 *c = NULL;
+	sqlite3_stmt *s = NULL;
+	int n = 0;
+	if (sqlite3_open_v2(db, &c, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(c, "SELECT count(*) FROM events WHERE arn = ? AND type = ?", -1, &s,
+			       NULL) == SQLITE_OK) {
+		sqlite3_bind_text(s, 1, arn, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, type, -1, SQLITE_STATIC);
+		if (sqlite3_step(s) == SQLITE_ROW)
+			n = sqlite3_column_int(s, 0);
+	}
+	sqlite3_finalize(s);
+	sqlite3_close(c);
+	return n;
+}
+
 static bool stored_event(const char *db, const char *arn, const char *type)
 {
 	sqlite3 *c = NULL;
@@ -594,6 +626,66 @@ static void a_task_in_flight_when_the_process_dies_is_invoked_again(void **state
 	assert_int_equal(succeeded, 1);
 }
 
+static void a_map_resumes_after_its_finished_iterations(void **state)
+{
+	struct fixture *f = *state;
+	const char *arn = "arn:aws:states:local:000000000000:execution:mapper:map-1";
+	static const char def[] =
+		"{\"StartAt\":\"Each\",\"States\":{\"Each\":{\"Type\":\"Map\",\"End\":true,"
+		"\"ItemProcessor\":{\"StartAt\":\"Work\",\"States\":{\"Work\":{\"Type\":\"Task\","
+		"\"Resource\":\"echo\",\"End\":true}}}}}}";
+
+	flow_engine_close(f->e);
+	f->e = NULL;
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		flow_engine_config cfg;
+		flow_engine *e = NULL;
+		char *a = NULL;
+		flow_engine_config_init(&cfg);
+		cfg.db_path = f->db;
+		cfg.invoke = hang_on_two;
+		if (flow_engine_open(&cfg, &e) ||
+		    flow_engine_register(e, "mapper", def, strlen(def), NULL) ||
+		    flow_engine_start(e, "mapper", "map-1", "[1,2,3]", NULL, &a))
+			_exit(3);
+		for (;;)
+			pause();
+	}
+	/* the second item's task has started: the first item is done */
+	int n = 0;
+	for (int i = 0; i < 10000 && n < 2; i++) {
+		n = stored_count(f->db, arn, "TaskStarted");
+		if (n < 2)
+			usleep(1000);
+	}
+	kill(pid, SIGKILL);
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_int_equal(n, 2);
+
+	engine_open(f);
+	assert_int_equal(flow_engine_wait(f->e, arn, 10000), TM_OK);
+	json_t *d = describe(f, arn);
+	assert_string_equal(tm_json_str(d, "status"), "SUCCEEDED");
+	assert_string_equal(tm_json_str(d, "output"), "[1,2,3]");
+	json_decref(d);
+	/* items 2 and 3 only: item 1 is not invoked again */
+	assert_int_equal(f->calls, 2);
+	json_t *h = history(f, arn), *ev;
+	size_t i;
+	int started = 0, succeeded = 0;
+	json_array_foreach(h, i, ev) {
+		assert_int_equal(tm_json_int(ev, "id", 0), (json_int_t)i + 1);
+		started += !strcmp(tm_json_str(ev, "type"), "MapStateStarted");
+		succeeded += !strcmp(tm_json_str(ev, "type"), "MapIterationSucceeded");
+	}
+	json_decref(h);
+	assert_int_equal(started, 1);
+	assert_int_equal(succeeded, 3);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -608,6 +700,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(a_machine_timeout_ends_a_suspended_wait, setup, teardown),
 		cmocka_unit_test_setup_teardown(a_task_token_completes_a_waiting_task, setup, teardown),
 		cmocka_unit_test_setup_teardown(a_task_in_flight_when_the_process_dies_is_invoked_again, setup, teardown),
+		cmocka_unit_test_setup_teardown(a_map_resumes_after_its_finished_iterations, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
