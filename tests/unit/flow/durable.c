@@ -295,6 +295,35 @@ static void retry_waits_the_specified_intervals_on_the_scaled_clock(void **state
 	free(arn);
 }
 
+static void a_restart_during_a_retry_delay_keeps_the_retry_count(void **state)
+{
+	struct fixture *f = *state;
+	char *arn = NULL;
+
+	reg(f, "stubborn",
+	    "{\"StartAt\":\"Work\",\"States\":{\"Work\":{\"Type\":\"Task\",\"Resource\":\"echo\","
+	    "\"Retry\":[{\"ErrorEquals\":[\"Flaky\"],\"IntervalSeconds\":1000,\"MaxAttempts\":2,\"BackoffRate\":1}],"
+	    "\"End\":true}}}");
+	f->fail_times = 100;
+	assert_int_equal(flow_engine_start(f->e, "stubborn", NULL, "{}", NULL, &arn), TM_OK);
+	for (int i = 0; i < 4000 && !history_has(f, arn, "TaskFailed"); i++)
+		usleep(500);
+	assert_true(history_has(f, arn, "TaskFailed"));
+	flow_engine_close(f->e);
+	f->e = NULL;
+	assert_int_equal(f->calls, 1);
+
+	engine_open(f);
+	assert_int_equal(flow_engine_wait(f->e, arn, 10000), TM_OK);
+	json_t *d = describe(f, arn);
+	assert_string_equal(tm_json_str(d, "status"), "FAILED");
+	assert_string_equal(tm_json_str(d, "error"), "Flaky");
+	json_decref(d);
+	/* MaxAttempts 2 after the first: three in all, not three more */
+	assert_int_equal(f->calls, 3);
+	free(arn);
+}
+
 static void list_describe_and_history_report_executions(void **state)
 {
 	struct fixture *f = *state;
@@ -692,6 +721,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(restart_in_the_middle_of_a_wait_completes_without_repeating_states, setup, teardown),
 		cmocka_unit_test_setup_teardown(waits_do_not_hold_a_worker_thread, setup, teardown),
 		cmocka_unit_test_setup_teardown(retry_waits_the_specified_intervals_on_the_scaled_clock, setup, teardown),
+		cmocka_unit_test_setup_teardown(a_restart_during_a_retry_delay_keeps_the_retry_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(list_describe_and_history_report_executions, setup, teardown),
 		cmocka_unit_test_setup_teardown(stop_aborts_a_waiting_execution, setup, teardown),
 		cmocka_unit_test_setup_teardown(execution_and_state_spans_have_the_right_parents, setup, teardown),
