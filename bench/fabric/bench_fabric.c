@@ -23,7 +23,7 @@ static struct {
 	bool full;
 	bool no_tracing;
 	char dir[256];
-} opt = { .messages = 500000, .body = 100, .producers = 4, .consumers = 4,
+} opt = { .messages = 500000, .body = 100, .producers = 16, .consumers = 8,
 	  .raw_batch = 1000 };
 
 static void die(const char *what)

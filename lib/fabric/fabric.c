@@ -439,8 +439,9 @@ tm_err fabric__fanout_put(fabric *f, fabric__fanout *fo)
 	return k ? f->be->ops->put(f->be, fo->puts, k) : TM_OK;
 }
 
-tm_err fabric_queue_send_batch(fabric *f, const char *queue, const fabric_send_entry *entries,
-			       size_t n, fabric_result *results)
+/* batch: entries come from SendMessageBatch and must carry valid ids. */
+static tm_err send_entries(fabric *f, const char *queue, const fabric_send_entry *entries,
+			   size_t n, fabric_result *results, bool batch)
 {
 	char qn[FABRIC_NAME_MAX + 1];
 	fabric_queue_attrs qa;
@@ -474,6 +475,12 @@ tm_err fabric_queue_send_batch(fabric *f, const char *queue, const fabric_send_e
 		return err;
 	}
 	for (size_t i = 0; i < n; i++) {
+		if (batch && !fabric__valid_name(entries[i].id, 80)) {
+			fabric__result_set(results, TM_ERR_INVALID,
+					   "AWS.SimpleQueueService.InvalidBatchEntryId",
+					   "A batch entry id can only contain alphanumeric characters, hyphens and underscores. It can be at most 80 letters long.");
+			return TM_ERR_INVALID;
+		}
 		total += entries[i].body_len;
 		if (entries[i].nattrs <= FABRIC_USER_ATTRS_MAX)
 			total += attrs_size(entries[i].attrs, entries[i].nattrs);
@@ -574,8 +581,14 @@ tm_err fabric_queue_send(fabric *f, const char *queue, const fabric_send_entry *
 	if (!r)
 		r = &local;
 	one.id = NULL;
-	err = fabric_queue_send_batch(f, queue, &one, 1, r);
+	err = send_entries(f, queue, &one, 1, r, false);
 	return err ? err : r->err;
+}
+
+tm_err fabric_queue_send_batch(fabric *f, const char *queue, const fabric_send_entry *entries,
+			       size_t n, fabric_result *results)
+{
+	return send_entries(f, queue, entries, n, results, true);
 }
 
 /* ------------------------------------------------------------- receive */

@@ -225,6 +225,9 @@ static void send_batch_enforces_limits_and_reports_each_entry(void **state)
 	e[1].id = "e0";
 	assert_int_equal(fabric_queue_send_batch(t->f, "batch", e, 3, r), TM_ERR_INVALID);
 	assert_string_equal(r[0].code, "AWS.SimpleQueueService.BatchEntryIdsNotDistinct");
+	e[1].id = "bad id";
+	assert_int_equal(fabric_queue_send_batch(t->f, "batch", e, 3, r), TM_ERR_INVALID);
+	assert_string_equal(r[0].code, "AWS.SimpleQueueService.InvalidBatchEntryId");
 	e[1].id = "e1";
 	/* Entry 1 has an empty body, entry 2 a reserved attribute name. */
 	e[1].body_len = 0;
