@@ -719,6 +719,19 @@ static void run_fx(flow_engine *e, struct fx *r, flow_machine *m)
 	if (err) {
 		tm_log(TM_LOG_ERROR, "flow", "cannot resume execution", "arn", r->arn,
 		       "error", tm_strerror(err), NULL);
+		/* end it rather than leave it RUNNING for ever */
+		struct write *w = calloc(1, sizeof *w);
+		if (w && (w->arn = strdup(r->arn)) && (w->events = json_array())) {
+			w->end = true;
+			snprintf(w->status, sizeof w->status, "FAILED");
+			w->error = strdup("States.Runtime");
+			w->cause = strdup("the execution could not be restored from its checkpoint");
+			w->stop_ns = tm_clock_wall_ns();
+			write_submit(e, w, true);
+		} else if (w) {
+			write_free(w);
+		}
+		close_all(r, "States.Runtime", "cannot restore");
 		return;
 	}
 	pthread_mutex_lock(&e->mu);
