@@ -110,6 +110,10 @@ typedef struct fabric_config {
 	unsigned writer_queue_max;  /* pending write operations (4096) */
 	unsigned writer_batch_max;  /* operations per transaction (4096) */
 	unsigned function_threads;  /* function-delivery dispatchers (2) */
+	/* Messages one queue may hold (1,000,000; every queued message is
+	 * also in memory). A send past it fails with TM_ERR_LIMIT
+	 * (OverLimit); concurrent sends may overshoot it by their batches. */
+	size_t queue_depth_max;
 	trace_tracer *tracer;       /* NULL: the global tracer */
 	bool no_tracing;            /* no spans, no context injection */
 } fabric_config;

@@ -30,6 +30,7 @@ void fabric_config_init(fabric_config *cfg)
 	cfg->writer_queue_max = 4096;
 	cfg->writer_batch_max = 4096;
 	cfg->function_threads = 2;
+	cfg->queue_depth_max = 1000000;
 }
 
 void fabric__result_set(fabric_result *r, tm_err err, const char *code, const char *fmt, ...)
@@ -558,7 +559,10 @@ static tm_err send_entries(fabric *f, const char *queue, const fabric_send_entry
 	tm_buf_free(&b);
 	err = np ? f->be->ops->put(f->be, puts, np) : TM_OK;
 	for (size_t k = 0; k < np; k++) {
-		if (err)
+		if (err == TM_ERR_LIMIT)
+			fabric__result_set(&results[idx[k]], err, "OverLimit",
+					   "Queue %s holds the maximum number of messages.", qn);
+		else if (err)
 			fabric__result_set(&results[idx[k]], err, "InternalError",
 					   "the message could not be stored: %s", tm_strerror(err));
 		else

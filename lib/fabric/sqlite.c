@@ -142,6 +142,7 @@ struct sq {
 	wop *head, *tail;
 	size_t pending;
 	size_t queue_max, batch_max;
+	size_t depth_max;           /* messages per queue */
 	bool stop;
 	pthread_t writer;
 	bool writer_started;
@@ -1019,6 +1020,11 @@ static tm_err sq_put(fabric_backend *b, const fabric__put *puts, size_t n)
 			err = TM_ERR_NOT_FOUND;
 			break;
 		}
+		/* i counts this call's earlier puts: conservative. */
+		if (q->n + i >= s->depth_max) {
+			err = TM_ERR_LIMIT;
+			break;
+		}
 		recs[i]->seq = s->next_seq++;
 		recs[i]->qid = q->id;
 		recs[i]->expire_ns = tm_clock_deadline_ns(q->attrs.retention_ms * TM_NS_PER_MS);
@@ -1819,6 +1825,7 @@ tm_err fabric__sqlite_open(const fabric_config *cfg, fabric_backend **out)
 	cond_init_mono(&s->wcond);
 	pthread_cond_init(&s->space_cond, NULL);
 	s->queue_max = cfg->writer_queue_max ? cfg->writer_queue_max : 4096;
+	s->depth_max = cfg->queue_depth_max ? cfg->queue_depth_max : 1000000;
 	s->batch_max = cfg->writer_batch_max ? cfg->writer_batch_max : 4096;
 	s->next_qid = 1;
 	s->next_seq = 1;

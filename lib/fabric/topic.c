@@ -617,8 +617,9 @@ tm_err fabric_topic_publish(fabric *f, const char *topic, const fabric_publish *
 		if (fo.fn_queue)
 			fabric__kick_dispatch(f);
 	} else if (!r->err) {
-		fabric__result_set(r, err, "InternalError", "the message could not be stored: %s",
-				   tm_strerror(err));
+		fabric__result_set(r, err, err == TM_ERR_LIMIT ? "OverLimit" : "InternalError",
+				   "the message could not be stored: %s%s", tm_strerror(err),
+				   err == TM_ERR_LIMIT ? " (a subscribed queue is full)" : "");
 	}
 	fabric__producer_end(&prod, err);
 	fabric__fanout_free(&fo);

@@ -302,6 +302,29 @@ static void send_rejects_message_over_max_size_with_clear_error(void **state)
 	assert_int_equal(fabric_queue_create(t->f, "tiny", &a), TM_ERR_INVALID);
 }
 
+static void send_fails_clearly_when_a_queue_holds_its_maximum(void **state)
+{
+	ftest *t = *state;
+	fabric_config cfg;
+	fabric_result r;
+
+	fabric_close(t->f);
+	fabric_config_init(&cfg);
+	cfg.path = t->path;
+	cfg.queue_depth_max = 3;
+	assert_int_equal(fabric_open(&cfg, &t->f), TM_OK);
+	make_queue(t->f, "full", NULL, 0);
+	for (int i = 0; i < 3; i++)
+		send_text(t->f, "full", "x", NULL);
+	fabric_send_entry e = { .body = "y", .body_len = 1, .delay_ms = -1 };
+	assert_int_equal(fabric_queue_send(t->f, "full", &e, &r), TM_ERR_LIMIT);
+	assert_string_equal(r.code, "OverLimit");
+	assert_non_null(strstr(r.message, "full"));
+	fabric_queue_stats st;
+	assert_int_equal(fabric_queue_stats_get(t->f, "full", &st), TM_OK);
+	assert_int_equal(st.visible, 3);
+}
+
 static void received_message_carries_system_attributes(void **state)
 {
 	ftest *t = *state;
@@ -454,6 +477,7 @@ int main(void)
 		T(queue_drops_messages_past_retention),
 		T(send_batch_enforces_limits_and_reports_each_entry),
 		T(send_rejects_message_over_max_size_with_clear_error),
+		T(send_fails_clearly_when_a_queue_holds_its_maximum),
 		T(received_message_carries_system_attributes),
 		T(dlq_can_be_listed_peeked_purged_and_redriven),
 		T(queue_create_is_idempotent_and_messages_survive_reopen),
