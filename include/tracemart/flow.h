@@ -262,6 +262,7 @@ typedef struct flow_engine_config {
 	flow_integration_fn events_put_events;/* Entries */
 	void *integration_arg;
 	trace_tracer *tracer;       /* NULL: the global tracer */
+	const char *service;        /* service.name of its spans; NULL: the tracer's */
 	size_t max_executions;      /* active at once; 0: 10000 */
 	/* Only describe/list/history: no threads, nothing resumed, the file
 	 * must exist (the CLI looking at another process's store). */

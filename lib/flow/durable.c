@@ -97,6 +97,7 @@ struct fx {
 struct flow_engine {
 	flow_engine_config cfg;
 	char *db_path;
+	char *service;
 	sqlite3 *db;
 	sqlite3_stmt *st[ST__COUNT];
 	pthread_mutex_t db_mu;        /* the one connection (writer thread, reads) */
@@ -324,7 +325,8 @@ static void open_state(struct fx *r, const char *name, const char *type, unsigne
 	if (resumed)
 		attrs[n++] = TRACE_ATTR_B("aws.step_functions.state.resumed", true);
 	trace_span_opts o = {.kind = TRACE_KIND_INTERNAL, .parent = TRACE_PARENT_CONTEXT,
-			     .parent_ctx = &parent, .attrs = attrs, .nattrs = n};
+			     .parent_ctx = &parent, .attrs = attrs, .nattrs = n,
+			     .service = r->e->cfg.service};
 	struct open_span *s = &r->stack[r->depth++];
 	s->span = trace_span_start(tracer(r->e), name, &o);
 	snprintf(s->name, sizeof s->name, "%s", name);
@@ -945,6 +947,8 @@ tm_err flow_engine_open(const flow_engine_config *cfg, flow_engine **out)
 	if (!e->cfg.tracer)
 		e->cfg.tracer = trace_global();
 	e->db_path = strdup(cfg->db_path);
+	e->service = cfg->service ? strdup(cfg->service) : NULL;
+	e->cfg.service = e->service;
 	pthread_mutex_init(&e->db_mu, NULL);
 	pthread_mutex_init(&e->wq_mu, NULL);
 	pthread_cond_init(&e->wq_cv, NULL);
@@ -1061,6 +1065,7 @@ void flow_engine_close(flow_engine *e)
 	pthread_cond_destroy(&e->wq_done);
 	pthread_mutex_destroy(&e->wq_mu);
 	free(e->db_path);
+	free(e->service);
 	free(e);
 }
 
@@ -1132,7 +1137,8 @@ static trace_span *start_exec_span(flow_engine *e, const char *machine, const ch
 	trace_span_opts o = {.kind = TRACE_KIND_INTERNAL,
 			     .parent = trace_context_is_valid(&ctx) ? TRACE_PARENT_CONTEXT
 								    : TRACE_PARENT_NONE,
-			     .parent_ctx = &ctx, .attrs = attrs, .nattrs = TM_ARRAY_LEN(attrs)};
+			     .parent_ctx = &ctx, .attrs = attrs, .nattrs = TM_ARRAY_LEN(attrs),
+			     .service = e->cfg.service};
 	return trace_span_start(tracer(e), name, &o);
 }
 

@@ -79,6 +79,7 @@ static void engine_open(struct fixture *f)
 	cfg.invoke = invoker;
 	cfg.invoke_arg = f;
 	cfg.tracer = f->t;
+	cfg.service = "stock-ordering";
 	assert_int_equal(flow_engine_open(&cfg, &f->e), TM_OK);
 }
 
@@ -424,6 +425,14 @@ static void execution_and_state_spans_have_the_right_parents(void **state)
 					"stringValue"), "traced");
 	assert_parent(span_named(f, "Step", 0), exec);
 	assert_parent(span_named(f, "Work", 0), exec);
+	/* the engine's spans carry the configured service */
+	size_t i;
+	json_t *s;
+	json_array_foreach(f->cap.spans, i, s) {
+		if (s == exec)
+			assert_string_equal(json_string_value(json_array_get(f->cap.services, i)),
+					    "stock-ordering");
+	}
 	assert_parent(span_named(f, "invoke echo", 0), span_named(f, "Work", 0));
 	free(arn);
 }
