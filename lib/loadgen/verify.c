@@ -54,21 +54,31 @@ bool loadgen_parse_traceresponse(const char *value, char trace_id[33])
 
 /* ------------------------------------------------------------- shapes */
 
+/*
+ * The create flow of docs/trace-shape.md, span by span (service, name,
+ * kind). The bus send is matched by service and kind only: its name is
+ * `send default` in the doc, older fixtures call it `put-events`. The store
+ * and task spans (INSERT/UPDATE products, invoke set-stock-level, UPSERT
+ * inventory) are checked by the end-to-end tests, not here, so a trace
+ * store that keeps only messaging spans still verifies.
+ */
 static const loadgen_span_req default_reqs[] = {
 	{"product-api", "POST /product", "server"},
 	{"product-api", "send product-created", "producer"},
-	{"pricing", NULL, "consumer"},
+	{"pricing", "process product-created", "consumer"},
 	{"pricing", "send price-calculated", "producer"},
-	{"product-api-worker", NULL, "consumer"},
-	{"public-event-publisher", NULL, "consumer"},
-	{NULL, "*put-events*", NULL},
-	{"inventory-acl", NULL, "consumer"},
+	{"product-api-worker", "process price-calculated", "consumer"},
+	{"public-event-publisher", "process product-public-event-publisher", "consumer"},
+	{"public-event-publisher", NULL, "producer"}, /* send default */
+	{"inventory-acl", "process inventory-acl", "consumer"},
 	{"inventory-acl", "send inventory-product-added", "producer"},
-	{"stock-ordering", NULL, "consumer"},
-	{NULL, "*stock-ordering*", NULL}, /* the workflow execution */
-	{NULL, "Wait 3", NULL},
-	{NULL, "Wait 5", NULL},
-	{NULL, "SetStockLevel", NULL},
+	{"stock-ordering", "process inventory-product-added", "consumer"},
+	{"stock-ordering", "execute stock-ordering", "internal"},
+	/* the states: INTERNAL like the execution; kind left open so the
+	 * report reads "missing span 'Wait 3' of stock-ordering" */
+	{"stock-ordering", "Wait 3", NULL},
+	{"stock-ordering", "Wait 5", NULL},
+	{"stock-ordering", "SetStockLevel", NULL},
 };
 
 static char *dup_or_null(const char *s)
