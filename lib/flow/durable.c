@@ -712,8 +712,13 @@ static void run_fx(flow_engine *e, struct fx *r, flow_machine *m)
 			const char *st = tm_json_str(json_object_get(r->ckpt, "frame"), "state");
 			const json_t *def = json_object_get(
 				json_object_get(flow_machine_definition(m), "States"), st ? st : "");
+			json_t *rc = json_object_get(json_object_get(r->ckpt, "frame"), "retryCounts"), *c;
+			size_t i;
+			unsigned attempt = 0;
+			json_array_foreach(rc, i, c)
+				attempt += (unsigned)json_integer_value(c);
 			open_state(r, st ? st : "?", tm_json_str(def, "Type") ? tm_json_str(def, "Type") : "?",
-				   0, true);
+				   attempt, true);
 		}
 	} else {
 		err = flow_execution_new(m, r->input, &o, &x);
