@@ -1,10 +1,8 @@
 /*
- * The embedded fabric backend: queues kept in memory (a heap per queue
- * ordered by visibility time, a hash from sequence number to message) and
- * made durable in one SQLite file in WAL mode by ONE writer thread that
- * group-commits every pending write in one transaction. It knows nothing
- * about envelopes, topics or tracing: the front end hands it finished
- * messages. The file is process-exclusive (locking_mode=EXCLUSIVE).
+ * The embedded fabric backend: queues in memory (a heap per queue on
+ * visibility time, a hash from sequence number to message), made durable in
+ * one process-exclusive SQLite WAL file by ONE writer thread that
+ * group-commits all pending writes. No envelopes, topics or tracing here.
  */
 #include <inttypes.h>
 #include <stdio.h>

@@ -1,10 +1,8 @@
 /*
- * Durability under kill -9: a child process sends and receives/deletes in
- * a loop (two threads) and reports over a pipe every send and delete the
- * fabric acknowledged; the parent kills it with SIGKILL mid-stream,
- * reopens the database and checks every acknowledged message is either
- * still queued or was deleted — and nothing deleted came back. Repeated
- * over several rounds on the same file.
+ * Durability under kill -9: a child sends and receives/deletes (two threads)
+ * and reports every acknowledged send and delete over a pipe; the parent
+ * kills it mid-stream, reopens, and checks each acknowledged message is
+ * still queued or was deleted, and no delete came back. Several rounds.
  */
 #include <errno.h>
 #include <pthread.h>
