@@ -315,7 +315,8 @@ tm_err flow_engine_describe(flow_engine *e, const char *arn,
 tm_err flow_engine_list(flow_engine *e, const char *machine, const char *status,
 			size_t max, json_t **out /* OUT */) TM_WARN_UNUSED;
 /* The stored history: [{"id", "previousEventId", "timestamp", "type",
- * …details}] in event order. */
+ * "details": {…}}] in event order (the shape flow_execution_history has).
+ * Caller owns it. */
 tm_err flow_engine_history(flow_engine *e, const char *arn,
 			   json_t **out /* OUT */) TM_WARN_UNUSED;
 /* Waits (real time, up to timeout_ms; <0 forever) until the execution is
