@@ -215,9 +215,10 @@ void flow_execution_interrupt(flow_execution *x);
 
 /*
  * The durable engine: a registry of named state machines and an execution
- * store in one SQLite file (WAL, one writer connection), executions run on
- * a bounded pool of worker threads; Waits do not hold a thread (a timer
- * heap keyed by wall deadline). State is stored at every transition, so
+ * store in one SQLite file (WAL, one writer thread with group commit),
+ * executions run on a bounded pool of worker threads; Waits do not hold a
+ * thread (a timer heap keyed by wall deadline, TRACEMART_TIME_SCALE
+ * applies). State is stored at every transition, so
  * after a restart (flow_engine_open on the same file) running and waiting
  * executions resume from their last stored position.
  */
@@ -229,9 +230,11 @@ typedef struct flow_engine flow_engine;
  * On success return TM_OK with *result_json (malloc'd JSON text; NULL
  * means null). A function error: return TM_OK with *error (and *cause)
  * malloc'd. A non-OK return means the invocation itself failed
- * (TM_ERR_NOT_FOUND: no such function, TM_ERR_BUSY: throttled, …): it
- * becomes Lambda.ResourceNotFoundException, Lambda.TooManyRequestsException
- * or Lambda.ServiceException.
+ * (TM_ERR_NOT_FOUND: no such function, TM_ERR_BUSY: throttled,
+ * TM_ERR_TIMEOUT: timed out, …): it becomes
+ * Lambda.ResourceNotFoundException, Lambda.TooManyRequestsException,
+ * Sandbox.Timedout or Lambda.ServiceException. Called on an engine worker
+ * thread, which it holds until it returns.
  */
 typedef tm_err (*flow_function_fn)(void *arg, const char *function_name,
 				   const char *payload_json,
