@@ -1062,7 +1062,14 @@ out:
 
 static void format_receipt(const mrec *r, char out[FABRIC_RECEIPT_MAX])
 {
-	snprintf(out, FABRIC_RECEIPT_MAX, "%016" PRIx64 "%016" PRIx64, r->seq, r->token);
+	unsigned char raw[16];
+
+	/* Hex of the big-endian pair: no printf on the receive path. */
+	for (int i = 0; i < 8; i++) {
+		raw[i] = (unsigned char)(r->seq >> (56 - 8 * i));
+		raw[8 + i] = (unsigned char)(r->token >> (56 - 8 * i));
+	}
+	tm_hex_encode(raw, 16, out);
 }
 
 static tm_err parse_receipt(const char *h, uint64_t *seq, uint64_t *token)
@@ -1079,6 +1086,15 @@ static tm_err parse_receipt(const char *h, uint64_t *seq, uint64_t *token)
 	return *seq ? TM_OK : TM_ERR_INVALID;
 }
 
+/* Bounded copy (truncates; the sizes involved make that impossible). */
+static void copy_str(char *dst, size_t size, const char *src)
+{
+	size_t n = strnlen(src, size - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
 /* Copies what a receiver gets, under the lock: plain copies only. The
  * attributes' JSON text follows the body in the same allocation; *attrs
  * points at it (or is NULL) for copy_finish() to parse after the lock. */
@@ -1088,12 +1104,12 @@ static tm_err copy_out(sq *s, const mrec *r, fabric_message *m, const char **att
 
 	memset(m, 0, sizeof *m);
 	*attrs = NULL;
-	snprintf(m->message_id, sizeof m->message_id, "%s", r->message_id);
+	memcpy(m->message_id, r->message_id, sizeof m->message_id);
 	m->receive_count = r->recv_count;
 	m->sent_ns = r->sent_ns;
 	m->first_receive_ns = r->first_recv_ns;
 	if (r->trace_header)
-		snprintf(m->trace_header, sizeof m->trace_header, "%s", r->trace_header);
+		copy_str(m->trace_header, sizeof m->trace_header, r->trace_header);
 	if (r->source_qid) {
 		mqueue *src = queue_by_id(s, r->source_qid);
 		if (src)
