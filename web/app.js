@@ -530,7 +530,9 @@ async function showMap() {
 
 function drawMap(wrap, d) {
   if (!d.nodes.length) { wrap.replaceChildren(el('div', {class: 'empty'}, 'No spans in this time window.')); return; }
-  /* Layers: longest path from the sources, cycles broken by visit order. */
+  /* Layers: longest path from the sources over a DAG. Cycles (a service
+   * calling back upstream) are broken by dropping the DFS back edges from
+   * the layering only; every edge is still drawn. */
   const out = new Map(), indeg = new Map();
   for (const n of d.nodes) { out.set(n.id, []); indeg.set(n.id, 0); }
   for (const e of d.edges) {
@@ -538,21 +540,36 @@ function drawMap(wrap, d) {
     out.get(e.source).push(e.target);
     indeg.set(e.target, indeg.get(e.target) + 1);
   }
+  /* DFS from where traces start (services with root spans), then from
+   * nodes nothing points to: a cycle is cut where it returns upstream. */
+  const roots = new Map(d.nodes.map((n) => [n.id, n.roots || 0]));
+  const order = d.nodes.map((n) => n.id).sort((a, b) =>
+    (roots.get(b) - roots.get(a)) || (indeg.get(a) - indeg.get(b)) || a.localeCompare(b));
+  const state = new Map(), back = new Set();
+  const dfs = (u) => {
+    state.set(u, 1);
+    for (const v of out.get(u)) {
+      if (state.get(v) === 1) back.add(u + '\n' + v);
+      else if (!state.get(v)) dfs(v);
+    }
+    state.set(u, 2);
+  };
+  for (const id of order) if (!state.get(id)) dfs(id);
+  const dagIn = new Map(d.nodes.map((n) => [n.id, 0]));
+  for (const [u, vs] of out) for (const v of vs) if (!back.has(u + '\n' + v)) dagIn.set(v, dagIn.get(v) + 1);
   const layer = new Map();
-  const queue = d.nodes.filter((n) => indeg.get(n.id) === 0).map((n) => n.id);
-  if (!queue.length) queue.push(d.nodes[0].id);
+  const queue = order.filter((id) => dagIn.get(id) === 0);
   for (const id of queue) layer.set(id, 0);
-  const remaining = new Map(indeg);
-  let guard = 0;
-  while (queue.length && guard++ < 10000) {
-    const id = queue.shift();
-    for (const t of out.get(id)) {
-      layer.set(t, Math.max(layer.get(t) || 0, layer.get(id) + 1));
-      remaining.set(t, remaining.get(t) - 1);
-      if (remaining.get(t) === 0) queue.push(t);
+  for (let qi = 0; qi < queue.length; qi++) {
+    const u = queue[qi];
+    for (const v of out.get(u)) {
+      if (back.has(u + '\n' + v)) continue;
+      layer.set(v, Math.max(layer.get(v) || 0, layer.get(u) + 1));
+      dagIn.set(v, dagIn.get(v) - 1);
+      if (dagIn.get(v) === 0) queue.push(v);
     }
   }
-  for (const n of d.nodes) if (!layer.has(n.id)) layer.set(n.id, 0); /* in a cycle */
+  for (const n of d.nodes) if (!layer.has(n.id)) layer.set(n.id, 0);
   const layers = [];
   for (const n of d.nodes) (layers[layer.get(n.id)] ||= []).push(n);
   /* Order each layer by the mean row of its predecessors (barycentre):
@@ -584,6 +601,7 @@ function drawMap(wrap, d) {
   root.style.width = '100%';
   root.style.height = 'auto';
   root.style.maxWidth = width + 'px';
+  root.style.minWidth = Math.round(width * 0.75) + 'px'; /* scroll rather than shrink text below 75% */
   root.append(svg('defs', {}, svg('marker', {id: 'arrow', viewBox: '0 0 10 10', refX: 10, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse'},
     svg('path', {d: 'M 0 0 L 10 5 L 0 10 z', fill: '#94a3b8'}))));
   for (const e of d.edges) {

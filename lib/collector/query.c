@@ -296,7 +296,7 @@ static tm_err summarize(sqlite3 *db, const char *trace_id, summary *sm)
 	if (!(sm->services = json_array()))
 		return TM_ERR_NOMEM;
 	if (sqlite3_prepare_v2(db, "SELECT span_id, parent_id, service, name, start_ns,"
-			       " duration_ns, status FROM spans WHERE trace_id = ?1",
+			       " duration_ns, status FROM spans WHERE trace_id = ?1 ORDER BY start_ns",
 			       -1, &st, NULL) != SQLITE_OK) {
 		err = TM_ERR_DB;
 		goto out;
@@ -737,6 +737,7 @@ typedef struct group {
 	char *key;
 	char *a, *b;   /* node: name, system; edge: source id, target id */
 	int type;      /* node: 0 service, 1 messaging */
+	uint64_t roots;/* node: root spans (traces starting here) */
 	durs d;
 } group;
 
@@ -897,7 +898,21 @@ tm_err collector__q_dependencies(sqlite3 *db, const char *start, const char *end
 		    (err = add_edge(&edges, &nodes, 1, r->dest, r->msys, 0, r->service, NULL,
 				    r->duration, error)))
 			goto out;
-		if (via_dest || !*r->parent_key || !strmap_get(&byspan, r->parent_key, &p))
+		if (!*r->parent_key) {
+			n->roots++; /* where flows start: the map lays out from here */
+			continue;
+		}
+		if (!strmap_get(&byspan, r->parent_key, &p))
+			continue;
+		/* A consumer of destination Q whose parent produced to another
+		 * destination D: the fabric delivered D to Q (topic → queue
+		 * subscription, bus rule → target), drawn as D → Q. */
+		if (via_dest && r->kind == TRACE_KIND_CONSUMER && rows[p].kind == TRACE_KIND_PRODUCER &&
+		    rows[p].dest && strcmp(rows[p].dest, r->dest) &&
+		    (err = add_edge(&edges, &nodes, 1, rows[p].dest, rows[p].msys, 1, r->dest, r->msys,
+				    r->duration, error)))
+			goto out;
+		if (via_dest)
 			continue;
 		if (strcmp(rows[p].service, r->service) &&
 		    (err = add_edge(&edges, &nodes, 0, rows[p].service, NULL, 0, r->service, NULL,
@@ -926,8 +941,9 @@ tm_err collector__q_dependencies(sqlite3 *db, const char *start, const char *end
 		goto nomem;
 	for (size_t i = 0; i < nodes.n; i++) {
 		group *g = &nodes.g[i];
-		json_t *o = json_pack("{s:s, s:s, s:s}", "id", g->key, "name", g->a,
-				      "type", g->type ? "messaging" : "service");
+		json_t *o = json_pack("{s:s, s:s, s:s, s:I}", "id", g->key, "name", g->a,
+				      "type", g->type ? "messaging" : "service",
+				      "roots", (json_int_t)g->roots);
 		if (!o)
 			goto nomem;
 		if (g->type && *g->b)

@@ -389,6 +389,43 @@ static void retention_removes_the_oldest_spans_in_bounded_passes(void **state)
 	fx_stop(&f);
 }
 
+static void dependencies_draw_deliveries_between_destinations_and_count_roots(void **state)
+{
+	fixture f;
+	trace_attr topic[] = {TRACE_ATTR_S("messaging.destination.name", "orders-topic")};
+	trace_attr queue[] = {TRACE_ATTR_S("messaging.destination.name", "orders-queue")};
+	trace_span_data s[3];
+	const trace_span_data *p[3] = {&s[0], &s[1], &s[2]};
+	trace_resource res = mk_resource();
+	trace_sink_fn fn;
+	void *arg;
+	char path[256];
+
+	fx_start(&f, NULL);
+	s[0] = mk_span(90, 901, 0, "shop", "POST /order", TRACE_KIND_SERVER, T0, 5 * MS);
+	s[1] = mk_span(90, 902, 901, "shop", "send orders-topic", TRACE_KIND_PRODUCER, T0 + MS, MS);
+	s[1].attrs = topic, s[1].nattrs = 1;
+	s[2] = mk_span(90, 903, 902, "billing", "process orders-queue", TRACE_KIND_CONSUMER, T0 + 2 * MS, MS);
+	s[2].attrs = queue, s[2].nattrs = 1;
+	collector_sink(f.c, &fn, &arg);
+	fn(p, 3, &res, arg);
+	assert_int_equal(collector_flush(f.c, 20000), TM_OK);
+	snprintf(path, sizeof path, "/api/dependencies?start=%llu&end=%llu",
+		 (unsigned long long)(T0 / 1000 - 1), (unsigned long long)(T0 / 1000 + 10000000));
+	json_t *v = fx_get_json(f.c, path, 200);
+	json_t *edges = json_object_get(v, "edges");
+	assert_non_null(find_by(edges, "source", "service:shop", "target", "messaging:orders-topic"));
+	assert_non_null(find_by(edges, "source", "messaging:orders-topic", "target", "messaging:orders-queue"));
+	assert_non_null(find_by(edges, "source", "messaging:orders-queue", "target", "service:billing"));
+	assert_int_equal(json_array_size(edges), 3);
+	json_t *shop = find_by(json_object_get(v, "nodes"), "id", "service:shop", NULL, NULL);
+	assert_int_equal(tm_json_int(shop, "roots", -1), 1);
+	json_t *q = find_by(json_object_get(v, "nodes"), "id", "messaging:orders-queue", NULL, NULL);
+	assert_int_equal(tm_json_int(q, "calls", -1), 1);
+	json_decref(v);
+	fx_stop(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -402,6 +439,7 @@ int main(void)
 		cmocka_unit_test(metrics_report_rate_errors_percentiles_and_provider_data),
 		cmocka_unit_test(durations_accept_go_units_and_plain_microseconds),
 		cmocka_unit_test(retention_removes_the_oldest_spans_in_bounded_passes),
+		cmocka_unit_test(dependencies_draw_deliveries_between_destinations_and_count_roots),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
