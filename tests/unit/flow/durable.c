@@ -242,6 +242,42 @@ static void restart_in_the_middle_of_a_wait_completes_without_repeating_states(v
 	free(arn);
 }
 
+static void executions_caught_anywhere_by_a_shutdown_all_finish_after_it(void **state)
+{
+	struct fixture *f = *state;
+	char *arns[20] = {0};
+
+	/* queued, running and waiting executions when the engine stops */
+	reg(f, "mixed", "{\"StartAt\":\"A\",\"States\":{"
+			"\"A\":{\"Type\":\"Pass\",\"Next\":\"B\"},\"B\":{\"Type\":\"Pass\",\"Next\":\"W\"},"
+			"\"W\":{\"Type\":\"Wait\",\"Seconds\":50,\"Next\":\"C\"},"
+			"\"C\":{\"Type\":\"Pass\",\"Result\":\"done\",\"End\":true}}}");
+	for (int i = 0; i < 20; i++)
+		assert_int_equal(flow_engine_start(f->e, "mixed", NULL, "{}", NULL, &arns[i]), TM_OK);
+	flow_engine_close(f->e);
+	f->e = NULL;
+	engine_open(f);
+	for (int i = 0; i < 20; i++) {
+		assert_int_equal(flow_engine_wait(f->e, arns[i], 10000), TM_OK);
+		json_t *d = describe(f, arns[i]);
+		assert_string_equal(tm_json_str(d, "status"), "SUCCEEDED");
+		assert_string_equal(tm_json_str(d, "output"), "\"done\"");
+		json_decref(d);
+		json_t *h = history(f, arns[i]), *ev;
+		size_t j;
+		int started = 0, entered = 0;
+		json_array_foreach(h, j, ev) {
+			assert_int_equal(tm_json_int(ev, "id", 0), (json_int_t)j + 1);
+			started += !strcmp(tm_json_str(ev, "type"), "ExecutionStarted");
+			entered += strstr(tm_json_str(ev, "type"), "StateEntered") != NULL;
+		}
+		assert_int_equal(started, 1);
+		assert_int_equal(entered, 4);
+		json_decref(h);
+		free(arns[i]);
+	}
+}
+
 static void waits_do_not_hold_a_worker_thread(void **state)
 {
 	struct fixture *f = *state;
@@ -729,6 +765,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(restart_in_the_middle_of_a_wait_completes_without_repeating_states, setup, teardown),
 		cmocka_unit_test_setup_teardown(waits_do_not_hold_a_worker_thread, setup, teardown),
+		cmocka_unit_test_setup_teardown(executions_caught_anywhere_by_a_shutdown_all_finish_after_it, setup, teardown),
 		cmocka_unit_test_setup_teardown(retry_waits_the_specified_intervals_on_the_scaled_clock, setup, teardown),
 		cmocka_unit_test_setup_teardown(a_restart_during_a_retry_delay_keeps_the_retry_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(list_describe_and_history_report_executions, setup, teardown),
