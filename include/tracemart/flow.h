@@ -297,8 +297,10 @@ tm_err flow_engine_register(flow_engine *e, const char *name, const char *defini
  * execution_name NULL: a UUID. parent (may be NULL or invalid) makes the
  * execution span its child; otherwise a `_datadog` object in the input is
  * extracted. Writes the execution ARN (caller frees) to *arn.
- * TM_ERR_NOT_FOUND (machine), TM_ERR_EXISTS (name taken), TM_ERR_PARSE,
- * TM_ERR_LIMIT (max_executions active).
+ * As StartExecution, starting again a RUNNING execution's name with the
+ * same input succeeds and gives its ARN (idempotent starts for
+ * at-least-once consumers). TM_ERR_NOT_FOUND (machine), TM_ERR_EXISTS
+ * (name taken otherwise), TM_ERR_PARSE, TM_ERR_LIMIT (max_executions).
  */
 tm_err flow_engine_start(flow_engine *e, const char *machine, const char *execution_name,
 			 const char *input, const trace_context *parent,

@@ -1218,6 +1218,18 @@ tm_err flow_engine_start(flow_engine *e, const char *machine, const char *execut
 		/* the name is taken: nothing ran, the span is not kept */
 		fx_unlink(e, r);
 		fx_free(r);
+		/* StartExecution is idempotent for a running execution started
+		 * with the same name and input (so at-least-once consumers can
+		 * name executions after their message) */
+		json_t *d = NULL;
+		if (err == TM_ERR_EXISTS && flow_engine_describe(e, a, &d) == TM_OK &&
+		    !strcmp(tm_json_str(d, "status"), "RUNNING") &&
+		    !strcmp(tm_json_str(d, "input"), text)) {
+			*arn = a;
+			a = NULL;
+			err = TM_OK;
+		}
+		json_decref(d);
 		goto unlock;
 	}
 	ready_push(e, r);

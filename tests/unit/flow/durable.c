@@ -417,12 +417,19 @@ static void list_describe_and_history_report_executions(void **state)
 static void stop_aborts_a_waiting_execution(void **state)
 {
 	struct fixture *f = *state;
-	char *arn = NULL;
+	char *arn = NULL, *again = NULL;
 
 	tm_clock_set_scale(1);
 	reg(f, "long", "{\"StartAt\":\"W\",\"States\":{\"W\":{\"Type\":\"Wait\",\"Seconds\":3600,"
 		       "\"End\":true}}}");
-	assert_int_equal(flow_engine_start(f->e, "long", NULL, NULL, NULL, &arn), TM_OK);
+	assert_int_equal(flow_engine_start(f->e, "long", "msg-1", NULL, NULL, &arn), TM_OK);
+	/* the same start again (a redelivered message): the same execution */
+	assert_int_equal(flow_engine_start(f->e, "long", "msg-1", "{}", NULL, &again), TM_OK);
+	assert_string_equal(again, arn);
+	free(again);
+	again = NULL;
+	assert_int_equal(flow_engine_start(f->e, "long", "msg-1", "{\"other\":1}", NULL, &again),
+			 TM_ERR_EXISTS);
 	for (int i = 0; i < 2000 && !history_has(f, arn, "WaitStateEntered"); i++)
 		usleep(500);
 	assert_int_equal(flow_engine_stop(f->e, arn), TM_OK);
