@@ -40,6 +40,7 @@ struct trace_span {
 	trace_event_data *events;
 	trace_link_data *links;
 	struct trace__chunk *chunks;
+	struct trace_span *pool_next; /* free-list link while recycled */
 	char *arena;             /* bump pointer */
 	size_t arena_left;
 	char storage[];          /* inline arena */
@@ -92,7 +93,13 @@ tm_err trace__http_send(const char *method, const char *url,
 
 typedef struct trace__bsp trace__bsp;
 
-#define TRACE_STAT_STRIPES 8
+/* Stats stripes a thread owns exclusively (plain stores, no lock prefix),
+ * plus one shared stripe (atomic adds) for threads past that number. */
+#define TRACE_STAT_STRIPES 16
+/* Recycled span memory travels back to producers in chains of this many,
+ * so a thread takes one chain with one CAS and then allocates without any
+ * atomic operation; a thread caches at most two chains' worth. */
+#define TRACE_POOL_CHAIN 32
 
 struct trace_tracer {
 	trace_config cfg;
@@ -106,11 +113,12 @@ struct trace_tracer {
 	bool stopping;           /* set at shutdown: exporters stop retrying */
 	uint64_t rec_mask;       /* unused; reserved */
 	/* Hot counters are striped per thread so that threads ending spans
-	 * do not fight over one cache line; the rest are plain atomics. */
+	 * do not fight over one cache line (the tracer is allocated 64-byte
+	 * aligned); the rest are plain atomics. */
 	struct {
 		uint64_t unsampled, sampled, ended;
 		char pad[40];
-	} hot[TRACE_STAT_STRIPES];
+	} hot[TRACE_STAT_STRIPES + 1] __attribute__((aligned(64)));
 	uint64_t n_dropped, n_exported, n_export_failures, n_attrs_dropped;
 };
 
@@ -118,7 +126,8 @@ tm_err trace__bsp_start(trace_tracer *t) TM_WARN_UNUSED;
 /* Never blocks: false when the queue is full (the caller counts a drop). */
 bool trace__bsp_enqueue(trace__bsp *b, trace_span *s);
 tm_err trace__bsp_flush(trace__bsp *b) TM_WARN_UNUSED;
-/* Recycled memory for a recording span (TRACE_SPAN_ARENA_INLINE), or NULL. */
+/* A chain (linked by pool_next) of recycled recording-span memory
+ * (TRACE_SPAN_ARENA_INLINE), at most TRACE_POOL_CHAIN long, or NULL. */
 trace_span *trace__bsp_pool_get(trace__bsp *b);
 void trace__bsp_stop(trace__bsp *b);
 /* Runs every exporter on a batch; counts and logs failures. */

@@ -4,6 +4,7 @@
  * hook. Spans are one allocation (header + bump arena); unsampled spans
  * skip the arena and never reach the processor. Exporting lives elsewhere.
  */
+#include <link.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,19 +20,167 @@ struct tls_state {
 	unsigned overflow; /* activations past the max, not pushed */
 	const char *service;
 	unsigned stripe; /* 1 + stats stripe, 0 until assigned */
+	trace_span *cache; /* recycled recording-span memory, pool_next list */
+	unsigned ncache;   /* upper bound of the list's length */
 };
 
 static __thread struct tls_state tls;
-static unsigned stripe_next;
+
+/*
+ * Stats stripes: a thread owns one of TRACE_STAT_STRIPES exclusively (so
+ * its counters are plain load+store, no locked instruction — two of those
+ * per span were ~10 % of its cost) until it exits; threads past that
+ * number share the last stripe with atomic adds. A stripe's counts are
+ * never reset: the next owner keeps adding to them, so sums stay right.
+ */
+static uint32_t stripes_used; /* bitmap, atomic */
+static pthread_key_t tls_key;  /* its destructor releases the thread's state */
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+
+static void tls_exit(void *arg)
+{
+	struct tls_state *st = arg;
+	trace_span *s = st->cache, *next;
+
+	for (; s; s = next) {
+		next = s->pool_next;
+		free(s);
+	}
+	st->cache = NULL;
+	st->ncache = 0;
+	if (st->stripe && st->stripe <= TRACE_STAT_STRIPES)
+		__atomic_fetch_and(&stripes_used, ~(1u << (st->stripe - 1)), __ATOMIC_RELEASE);
+	st->stripe = 0;
+}
+
+static void tls_key_init(void)
+{
+	if (pthread_key_create(&tls_key, tls_exit))
+		tm_log(TM_LOG_WARN, "trace", "no thread-exit hook: span caches leak at thread exit", NULL);
+}
+
+static unsigned stripe_claim(void)
+{
+	uint32_t all = (1u << TRACE_STAT_STRIPES) - 1;
+	uint32_t used = __atomic_load_n(&stripes_used, __ATOMIC_RELAXED);
+	unsigned st = TRACE_STAT_STRIPES + 1; /* the shared stripe */
+
+	pthread_once(&tls_once, tls_key_init);
+	while ((used & all) != all) {
+		unsigned i = (unsigned)__builtin_ctz(~used);
+		if (__atomic_compare_exchange_n(&stripes_used, &used, used | (1u << i), false,
+						__ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+			st = i + 1;
+			break;
+		}
+	}
+	tls.stripe = st;
+	pthread_setspecific(tls_key, &tls);
+	return st - 1;
+}
 
 static inline unsigned stripe(void)
 {
 	if (__builtin_expect(!tls.stripe, 0))
-		tls.stripe = 1 + __atomic_fetch_add(&stripe_next, 1, __ATOMIC_RELAXED) % TRACE_STAT_STRIPES;
+		return stripe_claim();
 	return tls.stripe - 1;
 }
 
+/* Adds one to a counter of the calling thread's stripe. */
+static inline void hot_inc(uint64_t *c)
+{
+	if (__builtin_expect(tls.stripe <= TRACE_STAT_STRIPES, 1))
+		__atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
+	else
+		__atomic_fetch_add(c, 1, __ATOMIC_RELAXED);
+}
+
+#define HOT_INC(t, field) hot_inc(&(t)->hot[stripe()].field)
 #define ADD(field, n) __atomic_fetch_add(&(field), (n), __ATOMIC_RELAXED)
+
+/*
+ * Strings that need no copy: a string literal (or any string in a
+ * read-only segment of the main program) cannot change or go away while
+ * the process lives, so a span may point at it instead of copying it —
+ * the "interning" of attribute keys, span names and constant values
+ * without a hash table. Libraries' segments are left out (dlclose could
+ * unmap them). The ranges are read once, before the first tracer exists.
+ */
+#define RO_MAX 8
+static struct {
+	uintptr_t lo, hi;
+} ro[RO_MAX];
+static unsigned nro;
+static pthread_once_t ro_once = PTHREAD_ONCE_INIT;
+
+static int ro_phdr(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)size;
+	(void)arg;
+	uintptr_t page = 4096;
+	unsigned n = 0;
+	bool run = false; /* the previous PT_LOAD was read-only */
+
+	/* glibc reports the main program first. PT_LOAD entries come sorted
+	 * by address (ELF spec); consecutive read-only ones whose mappings
+	 * touch (no gap another mapping could fill) merge into one range,
+	 * usually leaving a single comparison pair on the hot path. */
+	for (unsigned i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type != PT_LOAD)
+			continue;
+		if (ph->p_flags & PF_W) {
+			run = false;
+			continue;
+		}
+		uintptr_t lo = (uintptr_t)(info->dlpi_addr + ph->p_vaddr);
+		uintptr_t hi = lo + (uintptr_t)ph->p_memsz;
+		if (run && n && lo >= ro[n - 1].hi && lo <= ((ro[n - 1].hi + page - 1) & ~(page - 1))) {
+			ro[n - 1].hi = hi;
+		} else if (n < RO_MAX) {
+			ro[n].lo = lo;
+			ro[n].hi = hi;
+			n++;
+		}
+		run = true;
+	}
+	/* Published last: a thread starting a span with no tracer yet may read
+	 * nro concurrently and must see 0 or complete ranges. */
+	__atomic_store_n(&nro, n, __ATOMIC_RELEASE);
+	return 1;
+}
+
+static void ro_init(void)
+{
+	dl_iterate_phdr(ro_phdr, NULL);
+}
+
+static inline bool ro_str(const char *p)
+{
+	uintptr_t a = (uintptr_t)p;
+	unsigned n = __atomic_load_n(&nro, __ATOMIC_ACQUIRE);
+	for (unsigned i = 0; i < n; i++)
+		if (a >= ro[i].lo && a < ro[i].hi)
+			return true;
+	return false;
+}
+
+/* strlen of read-only strings, cached per thread by address (the bytes at
+ * a read-only address never change, so the address is the whole key). */
+static __thread struct {
+	const char *p;
+	size_t len;
+} ro_lens[64];
+
+static inline size_t ro_strlen(const char *p)
+{
+	unsigned h = (unsigned)(((uintptr_t)p * 0x9e3779b97f4a7c15ull) >> 58);
+	if (__builtin_expect(ro_lens[h].p != p, 0)) {
+		ro_lens[h].p = p;
+		ro_lens[h].len = strlen(p);
+	}
+	return ro_lens[h].len;
+}
 
 /* --------------------------------------------------------------- arena */
 
@@ -274,6 +423,8 @@ static const char *arena_str(trace_span *s, const char *v, size_t max)
 	const char *p;
 	if (!v || !*v)
 		return "";
+	if (ro_str(v) && ro_strlen(v) <= max)
+		return v; /* immutable: no copy */
 	p = trace__span_strdup(s, v, max);
 	return p ? p : "";
 }
@@ -321,9 +472,18 @@ trace_span *trace_span_start(trace_tracer *t, const char *name,
 		sampled = pv.ctxhead.flags & TRACE_FLAG_SAMPLED, prio = pv.ctxhead.priority;
 
 	if (sampled && t && !t->cfg.disabled) {
-		s = t->bsp ? trace__bsp_pool_get(t->bsp) : NULL;
-		if (!s)
+		stripe(); /* before the cache: registers the thread-exit hook */
+		s = tls.cache;
+		if (!s && t->bsp) {
+			s = trace__bsp_pool_get(t->bsp);
+			tls.ncache = TRACE_POOL_CHAIN;
+		}
+		if (s) {
+			tls.cache = s->pool_next;
+			tls.ncache--;
+		} else {
 			s = malloc(sizeof *s + TRACE_SPAN_ARENA_INLINE);
+		}
 		if (!s)
 			goto nonrecording;
 		memset(s, 0, sizeof *s);
@@ -368,10 +528,10 @@ nonrecording:
 	s->d.service = t ? t->res.service_name : "unknown_service";
 	if (!s->recording) {
 		if (t)
-			ADD(t->hot[stripe()].unsampled, 1);
+			HOT_INC(t, unsampled);
 		return s;
 	}
-	ADD(t->hot[stripe()].sampled, 1);
+	HOT_INC(t, sampled);
 	s->d.start_ns = start_ns;
 	s->d.name = arena_str(s, name, t->cfg.attr_value_length_limit);
 	const char *svc = opts->service ? opts->service : tls.service ? tls.service : pv.service;
@@ -708,6 +868,22 @@ void trace_span_record_error(trace_span *s, const char *type, const char *messag
 
 /* ------------------------------------------------------------------ end */
 
+/* A dropped span's memory goes to this thread's cache (bounded) rather
+ * than to free(): the queue is full exactly when spans come fastest. */
+static void span_drop(trace_span *s)
+{
+	if (__atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL))
+		return; /* a scope still holds it; its release frees it */
+	trace__span_free_chunks(s);
+	if (tls.stripe && tls.ncache < 2 * TRACE_POOL_CHAIN) {
+		s->pool_next = tls.cache;
+		tls.cache = s;
+		tls.ncache++;
+		return;
+	}
+	free(s);
+}
+
 void trace_span_end(trace_span *s, uint64_t end_ns)
 {
 	trace_tracer *t;
@@ -724,12 +900,12 @@ void trace_span_end(trace_span *s, uint64_t end_ns)
 	if (s->d.end_ns < s->d.start_ns)
 		s->d.end_ns = s->d.start_ns;
 	s->ended = true;
-	ADD(t->hot[stripe()].ended, 1);
+	HOT_INC(t, ended);
 	if (t->bsp) {
 		/* The owner's reference goes with the span into the queue. */
 		if (!trace__bsp_enqueue(t->bsp, s)) {
 			ADD(t->n_dropped, 1);
-			trace__span_release(s);
+			span_drop(s);
 		}
 		return;
 	}
@@ -986,9 +1162,12 @@ tm_err trace_tracer_create(const trace_config *cfg, trace_tracer **out)
 	tm_err err = TM_OK;
 
 	*out = NULL;
-	t = calloc(1, sizeof *t);
+	pthread_once(&ro_once, ro_init);
+	/* 64-byte aligned: the stats stripes must not share cache lines. */
+	t = aligned_alloc(64, (sizeof *t + 63) & ~(size_t)63);
 	if (!t)
 		return TM_ERR_NOMEM;
+	memset(t, 0, sizeof *t);
 	t->cfg = *cfg;
 	if (t->cfg.bsp_max_export_batch_size == 0)
 		t->cfg.bsp_max_export_batch_size = 512;
@@ -1079,7 +1258,7 @@ void trace_tracer_stats(const trace_tracer *t, trace_stats *out)
 	memset(out, 0, sizeof *out);
 	if (!t)
 		return;
-	for (int i = 0; i < TRACE_STAT_STRIPES; i++) {
+	for (int i = 0; i <= TRACE_STAT_STRIPES; i++) {
 		uint64_t u = __atomic_load_n(&t->hot[i].unsampled, __ATOMIC_RELAXED);
 		uint64_t sm = __atomic_load_n(&t->hot[i].sampled, __ATOMIC_RELAXED);
 		out->spans_started += u + sm;
