@@ -500,7 +500,7 @@ static tm_err run_op(sq *s, wop *o)
 		st = s->w[W_MOVE];
 		for (size_t i = 0; i < o->n; i++) {
 			mv_entry *e = &o->u.mv[i];
-			if (dset_has(s, e->seq))
+			if (!e->seq || dset_has(s, e->seq))
 				continue;
 			sqlite3_bind_int64(st, 1, (sqlite3_int64)e->seq);
 			sqlite3_bind_int64(st, 2, e->qid);
@@ -541,17 +541,43 @@ static wop *defer_receives(wop *batch, wop **carry)
 	return keep;
 }
 
-/* Drops receive updates of messages no longer in memory (deleted or
- * expired since): their rows are gone or going. */
-static void drop_gone_receives(sq *s, wop *batch)
+/*
+ * Receive and move updates write the message's state as it is in memory
+ * now, not as it was when queued: a held-back update may run after a later
+ * one, and both then write the same, latest state. Messages no longer in
+ * memory (deleted, expired, purged) are skipped: their rows are gone or
+ * going.
+ */
+static void refresh_updates(sq *s, wop *batch)
 {
 	pthread_mutex_lock(&s->mu);
 	for (wop *o = batch; o; o = o->next) {
-		if (o->kind != OP_RECV)
-			continue;
-		for (size_t i = 0; i < o->n; i++)
-			if (!hash_get(s, o->u.rv[i].seq))
-				o->u.rv[i].seq = 0;
+		if (o->kind == OP_RECV) {
+			for (size_t i = 0; i < o->n; i++) {
+				rv_entry *e = &o->u.rv[i];
+				const mrec *r = e->seq ? hash_get(s, e->seq) : NULL;
+				if (!r) {
+					e->seq = 0;
+					continue;
+				}
+				e->recv_count = r->recv_count;
+				e->first_recv_ns = r->first_recv_ns;
+				e->visible_ns = r->visible_ns;
+			}
+		} else if (o->kind == OP_MOVE) {
+			for (size_t i = 0; i < o->n; i++) {
+				mv_entry *e = &o->u.mv[i];
+				const mrec *r = e->seq ? hash_get(s, e->seq) : NULL;
+				if (!r) {
+					e->seq = 0;
+					continue;
+				}
+				e->qid = r->qid;
+				e->source_qid = r->source_qid;
+				e->recv_count = r->recv_count;
+				e->visible_ns = r->visible_ns;
+			}
+		}
 	}
 	pthread_mutex_unlock(&s->mu);
 }
@@ -616,7 +642,7 @@ static void *writer_main(void *arg)
 			pthread_mutex_lock(&s->wmu);
 			continue;
 		}
-		drop_gone_receives(s, batch);
+		refresh_updates(s, batch);
 
 		tm_err berr = TM_OK;
 		uint64_t t0 = tm_clock_mono_ns();
