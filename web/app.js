@@ -595,7 +595,9 @@ function drawMap(wrap, d) {
     maxRows = Math.max(maxRows, l.length);
     l.forEach((n, j) => pos.set(n.id, {x: PAD + i * (W + GX), y: PAD + j * (H + GY)}));
   });
-  const width = PAD * 2 + layers.length * (W + GX) - GX, height = PAD * 2 + maxRows * (H + GY) - GY;
+  const hasBack = d.edges.some((e) => pos.has(e.source) && pos.has(e.target) && pos.get(e.target).x <= pos.get(e.source).x);
+  /* room below the rows for edges that loop back upstream */
+  const width = PAD * 2 + layers.length * (W + GX) - GX, height = PAD * 2 + maxRows * (H + GY) - GY + (hasBack ? 50 : 0);
   const root = svg('svg', {class: 'map', width, height, viewBox: '0 0 ' + width + ' ' + height, role: 'img'});
   /* Shrinks to the page width, never grows past its natural size. */
   root.style.width = '100%';
@@ -604,9 +606,12 @@ function drawMap(wrap, d) {
   root.style.minWidth = Math.round(width * 0.75) + 'px'; /* scroll rather than shrink text below 75% */
   root.append(svg('defs', {}, svg('marker', {id: 'arrow', viewBox: '0 0 10 10', refX: 10, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse'},
     svg('path', {d: 'M 0 0 L 10 5 L 0 10 z', fill: '#94a3b8'}))));
+  const outIndex = new Map(); /* labels of one source's edges are stacked */
   for (const e of d.edges) {
     const a = pos.get(e.source), b = pos.get(e.target);
     if (!a || !b) continue;
+    const k = outIndex.get(e.source) || 0;
+    outIndex.set(e.source, k + 1);
     let x1 = a.x + W, y1 = a.y + H / 2, x2 = b.x, y2 = b.y + H / 2;
     let path;
     if (x2 > x1) {
@@ -621,7 +626,7 @@ function drawMap(wrap, d) {
       svg('path', {class: 'edge' + (e.errors ? ' err' : ''), d: path, 'marker-end': 'url(#arrow)'},
         svg('title', {}, e.calls + ' calls, ' + e.errors + ' errors, p50 ' + fmtDur(e.p50) + ', p95 ' + fmtDur(e.p95) + ', p99 ' + fmtDur(e.p99))));
     /* Labels sit near the source end, where edges of one gap are still apart. */
-    const lx = x2 > x1 ? x1 + 8 : (x1 + x2) / 2, ly = x2 > x1 ? y1 - 5 : Math.max(y1, y2) + 34;
+    const lx = x2 > x1 ? x1 + 8 : (x1 + x2) / 2, ly = x2 > x1 ? y1 - 5 - 11 * k : Math.max(y1, y2) + 34;
     g.append(svg('text', {class: 'edge-label', x: lx, y: ly, 'text-anchor': x2 > x1 ? 'start' : 'middle'},
       e.calls + '× · p95 ' + fmtDur(e.p95) + (e.errors ? ' · ' + e.errors + ' err' : '')));
     root.append(g);
