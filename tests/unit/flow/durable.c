@@ -372,8 +372,15 @@ static void list_describe_and_history_report_executions(void **state)
 		      "\"Cause\":\"by design\"}}}");
 	assert_int_equal(flow_engine_start(f->e, "good", "g1", "{\"a\":1}", NULL, &ok), TM_OK);
 	assert_int_equal(flow_engine_start(f->e, "bad", "b1", NULL, NULL, &bad), TM_OK);
-	char *dup = NULL;
+	char *dup = NULL, *errs = NULL;
+	static const char broken[] = "{\"StartAt\":\"X\",\"States\":{}}";
+	assert_int_equal(flow_engine_register(f->e, "broken", broken, strlen(broken), &errs),
+			 TM_ERR_INVALID);
+	assert_non_null(errs);
+	free(errs);
 	assert_int_equal(flow_engine_start(f->e, "good", "g1", "{}", NULL, &dup), TM_ERR_EXISTS);
+	assert_int_equal(flow_engine_start(f->e, "good", NULL, "{not json", NULL, &dup), TM_ERR_PARSE);
+	assert_int_equal(flow_engine_start(f->e, "broken", NULL, "{}", NULL, &dup), TM_ERR_NOT_FOUND);
 	assert_int_equal(flow_engine_start(f->e, "nope", NULL, "{}", NULL, &dup), TM_ERR_NOT_FOUND);
 	assert_int_equal(flow_engine_wait(f->e, ok, 10000), TM_OK);
 	assert_int_equal(flow_engine_wait(f->e, bad, 10000), TM_OK);
