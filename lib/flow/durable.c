@@ -56,9 +56,12 @@ static const char *const STMTS[ST__COUNT] = {
 	"SELECT id, previous_id, ts_ns, type, details FROM events WHERE arn = ? ORDER BY id",
 };
 
+/* A registered machine (name set) or a replaced one still in use by
+ * running executions (name NULL, freed when busy drops to 0). */
 struct machine_ent {
 	char *name;
 	flow_machine *m;
+	unsigned busy;        /* workers running an execution of m */
 	struct machine_ent *next;
 };
 
@@ -255,6 +258,27 @@ static struct fx *ready_pop(flow_engine *e)
 
 /* ---------------------------------------------------------------- machines */
 
+/* Under e->mu: a worker is done with m. */
+static void machine_release(flow_engine *e, const flow_machine *m)
+{
+	for (struct machine_ent *me = e->machines; me; me = me->next)
+		if (me->m == m) {
+			me->busy--;
+			return;
+		}
+	for (struct machine_ent **p = &e->retired; *p; p = &(*p)->next) {
+		struct machine_ent *me = *p;
+		if (me->m == m) {
+			if (!--me->busy) {
+				*p = me->next;
+				flow_machine_free(me->m);
+				free(me);
+			}
+			return;
+		}
+	}
+}
+
 static flow_machine *machine_find(flow_engine *e, const char *name)
 {
 	for (struct machine_ent *me = e->machines; me; me = me->next)
@@ -269,14 +293,21 @@ static tm_err machine_put(flow_engine *e, const char *name, flow_machine *m)
 	struct machine_ent *me;
 	for (me = e->machines; me; me = me->next) {
 		if (!strcmp(me->name, name)) {
-			/* running executions keep the old definition */
-			struct machine_ent *old = calloc(1, sizeof *old);
-			if (!old)
-				return TM_ERR_NOMEM;
-			old->m = me->m;
-			old->next = e->retired;
-			e->retired = old;
+			/* running executions keep the old definition; the next
+			 * run of any execution uses the new one */
+			if (me->busy) {
+				struct machine_ent *old = calloc(1, sizeof *old);
+				if (!old)
+					return TM_ERR_NOMEM;
+				old->m = me->m;
+				old->busy = me->busy;
+				old->next = e->retired;
+				e->retired = old;
+			} else {
+				flow_machine_free(me->m);
+			}
 			me->m = m;
+			me->busy = 0;
 			return TM_OK;
 		}
 	}
@@ -791,6 +822,9 @@ static void *worker(void *arg)
 		struct fx *r = ready_pop(e);
 		if (r) {
 			flow_machine *m = machine_find(e, r->machine);
+			for (struct machine_ent *me = e->machines; m && me; me = me->next)
+				if (me->m == m)
+					me->busy++;
 			pthread_mutex_unlock(&e->mu);
 			if (m)
 				run_fx(e, r, m);
@@ -798,6 +832,8 @@ static void *worker(void *arg)
 				tm_log(TM_LOG_ERROR, "flow", "execution of an unknown machine",
 				       "arn", r->arn, "machine", r->machine, NULL);
 			pthread_mutex_lock(&e->mu);
+			if (m)
+				machine_release(e, m);
 			if (m && r->wake_ns && !is_interrupted(r)) {
 				if (r->stop)
 					ready_push(e, r);

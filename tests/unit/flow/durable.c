@@ -575,6 +575,9 @@ static void a_task_token_completes_a_waiting_task(void **state)
 	}
 	assert_non_null(token);
 	assert_int_equal(flow_engine_task_success(f->e, "nope:1", "{}"), TM_ERR_NOT_FOUND);
+	/* a new definition while this execution runs: it finishes on the old */
+	reg(f, "token", "{\"StartAt\":\"Ask\",\"States\":{\"Ask\":{\"Type\":\"Pass\","
+			"\"Result\":\"new\",\"End\":true}}}");
 	/* the execution may still be between invoking and waiting: retry */
 	tm_err err = TM_ERR_NOT_FOUND;
 	for (int i = 0; i < 4000 && err == TM_ERR_NOT_FOUND; i++) {
