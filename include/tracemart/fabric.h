@@ -121,7 +121,9 @@ typedef struct fabric_config {
 void fabric_config_init(fabric_config *cfg);
 /* Opens (creating when absent) and recovers. Caller owns *out. */
 tm_err fabric_open(const fabric_config *cfg, fabric **out /* OUT */) TM_WARN_UNUSED;
-/* Stops the dispatchers, flushes pending writes, frees f. NULL is a no-op. */
+/* Stops the dispatchers, ends long polls in progress (they return
+ * TM_ERR_CLOSED) and waits for them, flushes pending writes, frees f.
+ * No other call may start meanwhile. NULL is a no-op. */
 void fabric_close(fabric *f);
 
 /* ARNs of the constant account/region: kind is "sqs", "sns" or "events". */
@@ -257,6 +259,7 @@ typedef struct fabric_queue_stats {
 	uint64_t visible;   /* ApproximateNumberOfMessages */
 	uint64_t in_flight; /* ApproximateNumberOfMessagesNotVisible */
 	uint64_t delayed;   /* ApproximateNumberOfMessagesDelayed */
+	uint64_t waiting;   /* receives blocked in a long poll right now */
 } fabric_queue_stats;
 
 tm_err fabric_queue_stats_get(fabric *f, const char *queue,

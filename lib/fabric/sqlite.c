@@ -145,6 +145,10 @@ struct sq {
 	pthread_t writer;
 	bool writer_started;
 	bool idle_wait;             /* the writer sleeps: submit must wake it */
+	/* Close: receives still running (long polls) are woken and waited for. */
+	bool closing;
+	unsigned receivers;
+	pthread_cond_t receivers_cond;
 	/* Counters for the debug line at close. */
 	uint64_t n_batches, n_ops, busy_ns;
 	/* Per-batch scratch: seqs deleted in the batch (coalescing). */
@@ -1192,6 +1196,11 @@ static tm_err sq_receive(fabric_backend *b, const char *queue, size_t max, uint6
 	if (max > FABRIC_BATCH_MAX)
 		max = FABRIC_BATCH_MAX;
 	pthread_mutex_lock(&s->mu);
+	if (s->closing) {
+		pthread_mutex_unlock(&s->mu);
+		return TM_ERR_CLOSED;
+	}
+	s->receivers++; /* until the very end: close waits for it */
 	mqueue *q = queue_find(s, queue);
 	if (!q) {
 		err = TM_ERR_NOT_FOUND;
@@ -1292,6 +1301,10 @@ static tm_err sq_receive(fabric_backend *b, const char *queue, size_t max, uint6
 		q->waiters++;
 		pthread_cond_timedwait(&q->cond, &s->mu, &ts);
 		q->waiters--;
+		if (s->closing) {
+			err = TM_ERR_CLOSED;
+			break;
+		}
 		if (q->deleted) {
 			err = TM_ERR_NOT_FOUND;
 			break;
@@ -1333,6 +1346,10 @@ unlock:
 	}
 	free(deads);
 	*nout = n;
+	pthread_mutex_lock(&s->mu);
+	if (!--s->receivers && s->closing)
+		pthread_cond_broadcast(&s->receivers_cond);
+	pthread_mutex_unlock(&s->mu);
 	return err;
 }
 
@@ -1561,6 +1578,7 @@ static tm_err sq_stats(fabric_backend *b, const char *queue, fabric_queue_stats 
 	if (!q) {
 		err = TM_ERR_NOT_FOUND;
 	} else {
+		out->waiting = q->waiters;
 		for (size_t i = 0; i < q->n; i++) {
 			const mrec *r = q->heap[i];
 			if (r->expire_ns <= now)
@@ -1673,6 +1691,13 @@ static void sq_close(fabric_backend *b)
 
 	if (!s)
 		return;
+	pthread_mutex_lock(&s->mu);
+	s->closing = true;
+	for (mqueue *q = s->queues; q; q = q->next)
+		pthread_cond_broadcast(&q->cond);
+	while (s->receivers)
+		pthread_cond_wait(&s->receivers_cond, &s->mu);
+	pthread_mutex_unlock(&s->mu);
 	if (s->writer_started) {
 		pthread_mutex_lock(&s->wmu);
 		s->stop = true;
@@ -1707,6 +1732,7 @@ static void sq_close(fabric_backend *b)
 	pthread_mutex_destroy(&s->wmu);
 	pthread_cond_destroy(&s->wcond);
 	pthread_cond_destroy(&s->space_cond);
+	pthread_cond_destroy(&s->receivers_cond);
 	free(s);
 }
 
@@ -1864,6 +1890,7 @@ tm_err fabric__sqlite_open(const fabric_config *cfg, fabric_backend **out)
 	pthread_mutex_init(&s->wmu, NULL);
 	cond_init_mono(&s->wcond);
 	pthread_cond_init(&s->space_cond, NULL);
+	pthread_cond_init(&s->receivers_cond, NULL);
 	s->queue_max = cfg->writer_queue_max ? cfg->writer_queue_max : 4096;
 	s->depth_max = cfg->queue_depth_max ? cfg->queue_depth_max : 1000000;
 	s->batch_max = cfg->writer_batch_max ? cfg->writer_batch_max : 4096;

@@ -3,6 +3,7 @@
  * the database belongs to one process at a time, unknown backends are
  * refused, and a reopen recovers queues, in-flight messages and topics.
  */
+#include <pthread.h>
 #include <sys/wait.h>
 
 #include "fabric_test.h"
@@ -104,6 +105,47 @@ static void reopen_keeps_in_flight_messages_hidden_until_their_timeout(void **st
 	fabric_message_clear(&again);
 }
 
+struct poller {
+	fabric *f;
+	tm_err err;
+	size_t n;
+};
+
+static void *long_poll(void *arg)
+{
+	struct poller *p = arg;
+	fabric_message m;
+	fabric_receive_opts o = { .max_messages = 1, .wait_ms = FABRIC_LONG_POLL_MAX_MS,
+				  .visibility_timeout_ms = -1 };
+
+	p->err = fabric_queue_receive(p->f, "q", &o, &m, &p->n);
+	return NULL;
+}
+
+static void close_ends_a_long_poll_in_progress(void **state)
+{
+	ftest *t = *state;
+	struct poller p = { .f = t->f };
+	pthread_t th;
+
+	make_queue(t->f, "q", NULL, 0);
+	tm_clock_set_scale(0.01); /* the poll would last 2000 s */
+	assert_int_equal(pthread_create(&th, NULL, long_poll, &p), 0);
+	fabric_queue_stats st = { 0 };
+	for (int i = 0; i < 2000 && !st.waiting; i++) {
+		usleep(1000);
+		assert_int_equal(fabric_queue_stats_get(t->f, "q", &st), TM_OK);
+	}
+	assert_int_equal(st.waiting, 1);
+	fabric_close(t->f);
+	t->f = NULL;
+	pthread_join(th, NULL);
+	tm_clock_set_scale(100);
+	assert_int_equal(p.err, TM_ERR_CLOSED);
+	assert_int_equal(p.n, 0);
+	ftest_open(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -112,6 +154,7 @@ int main(void)
 		T(database_is_refused_to_a_second_process),
 		T(unknown_backend_is_unsupported),
 		T(reopen_keeps_in_flight_messages_hidden_until_their_timeout),
+		T(close_ends_a_long_poll_in_progress),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
