@@ -530,6 +530,35 @@ static void mutated_otlp_bodies_never_crash_the_collector(void **state)
 	fx_stop(&f);
 }
 
+static void start_reports_a_taken_port_and_bad_config_without_leaking(void **state)
+{
+	fixture f;
+	collector_config cfg;
+	collector *c = NULL;
+	char listen[64], dir2[300];
+
+	(void)state;
+	fx_start(&f, NULL);
+	collector_config_init(&cfg);
+	assert_int_equal(collector_start(&cfg, &c), TM_ERR_INVALID); /* no data dir */
+	assert_null(c);
+	snprintf(listen, sizeof listen, "127.0.0.1:%u", collector_port(f.c));
+	snprintf(dir2, sizeof dir2, "%s/second", f.dir);
+	cfg.data_dir = dir2;
+	cfg.listen = listen;
+	assert_int_equal(collector_start(&cfg, &c), TM_ERR_NET);
+	assert_null(c);
+	cfg.listen = "nonsense";
+	assert_int_equal(collector_start(&cfg, &c), TM_ERR_INVALID);
+	/* Without a listener: sink only. */
+	cfg.listen = NULL;
+	assert_int_equal(collector_start(&cfg, &c), TM_OK);
+	assert_string_equal(collector_url(c), "");
+	assert_int_equal(collector_port(c), 0);
+	collector_stop(c);
+	fx_stop(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -544,6 +573,7 @@ int main(void)
 		cmocka_unit_test(full_queue_answers_429_with_retry_after_and_sink_drops),
 		cmocka_unit_test(queue_memory_cap_answers_429_before_the_span_count_is_reached),
 		cmocka_unit_test(mutated_otlp_bodies_never_crash_the_collector),
+		cmocka_unit_test(start_reports_a_taken_port_and_bad_config_without_leaking),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
