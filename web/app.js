@@ -262,7 +262,7 @@ async function showSearch() {
       if (token !== viewToken) return;
       last = r.traces;
       renderResults();
-      setStatus(r.traces.length + ' traces · updated ' + new Date().toLocaleTimeString(undefined, {hour12: false}));
+      setStatus(r.traces.length + (r.traces.length === 1 ? ' trace' : ' traces') + ' · updated ' + new Date().toLocaleTimeString(undefined, {hour12: false}));
     } catch (e) {
       if (token !== viewToken) return;
       results.replaceChildren(notice(e));
