@@ -160,7 +160,7 @@ static inline bool ro_str(const char *p)
 	uintptr_t a = (uintptr_t)p;
 	unsigned n = __atomic_load_n(&nro, __ATOMIC_ACQUIRE);
 	for (unsigned i = 0; i < n; i++)
-		if (a >= ro[i].lo && a < ro[i].hi)
+		if (a - ro[i].lo < ro[i].hi - ro[i].lo)
 			return true;
 	return false;
 }
@@ -394,10 +394,52 @@ static void parent_from_ctx(struct parent_view *pv, const trace_context *c)
 
 /* ---------------------------------------------------------------- start */
 
-static uint64_t nonzero_rand(void)
+/*
+ * Ids come from a per-thread xoshiro256++ (Blackman & Vigna) inlined here
+ * and seeded once per thread from base's generator (itself seeded from
+ * getrandom): the same quality as tm_rand_u64 without a call per id — a
+ * root span needs three draws.
+ */
+static __thread struct {
+	uint64_t s[4];
+	bool seeded;
+} ids;
+
+static inline uint64_t rotl64(uint64_t x, int k)
+{
+	return (x << k) | (x >> (64 - k));
+}
+
+static void ids_seed(void)
+{
+	do {
+		for (int i = 0; i < 4; i++)
+			ids.s[i] = tm_rand_u64();
+	} while (!(ids.s[0] | ids.s[1] | ids.s[2] | ids.s[3]));
+	ids.seeded = true;
+}
+
+static inline uint64_t id_rand(void)
+{
+	uint64_t *st = ids.s;
+
+	if (__builtin_expect(!ids.seeded, 0))
+		ids_seed();
+	uint64_t r = rotl64(st[0] + st[3], 23) + st[0];
+	uint64_t t = st[1] << 17;
+	st[2] ^= st[0];
+	st[3] ^= st[1];
+	st[1] ^= st[2];
+	st[0] ^= st[3];
+	st[2] ^= t;
+	st[3] = rotl64(st[3], 45);
+	return r;
+}
+
+static inline uint64_t nonzero_rand(void)
 {
 	uint64_t v;
-	while (!(v = tm_rand_u64()))
+	while (__builtin_expect(!(v = id_rand()), 0))
 		;
 	return v;
 }
@@ -408,7 +450,7 @@ static void new_trace_id(uint8_t id[16], uint64_t now_ns)
 	 * (and Datadog does for 128-bit ids); the other 12 bytes random, so
 	 * the W3C level 2 "random" flag holds for the low 7 bytes. */
 	uint64_t hi = ((now_ns / TM_NS_PER_S) << 32) |
-		      (tm_rand_u64() & 0xffffffffu);
+		      (id_rand() & 0xffffffffu);
 	trace__put_be64(id, hi);
 	trace__put_be64(id + 8, nonzero_rand());
 }
@@ -418,15 +460,20 @@ static size_t slen(const char *s)
 	return s ? strlen(s) : 0;
 }
 
-static const char *arena_str(trace_span *s, const char *v, size_t max)
+static __attribute__((noinline)) const char *arena_copy(trace_span *s, const char *v,
+							 size_t max)
 {
-	const char *p;
+	const char *p = trace__span_strdup(s, v, max);
+	return p ? p : "";
+}
+
+static inline const char *arena_str(trace_span *s, const char *v, size_t max)
+{
 	if (!v || !*v)
 		return "";
 	if (ro_str(v) && ro_strlen(v) <= max)
 		return v; /* immutable: no copy */
-	p = trace__span_strdup(s, v, max);
-	return p ? p : "";
+	return arena_copy(s, v, max);
 }
 
 trace_span *trace_span_start(trace_tracer *t, const char *name,
@@ -520,10 +567,15 @@ nonrecording:
 	s->d.priority = prio;
 	s->d.kind = opts->kind;
 	s->d.status_message = "";
-	s->d.tracestate = arena_str(s, pv.tracestate, TRACE_TRACESTATE_MAX);
-	s->d.dd_origin = arena_str(s, pv.dd_origin, TRACE_DD_ORIGIN_MAX);
-	s->d.dd_tags = arena_str(s, pv.dd_tags, TRACE_DD_TAGS_MAX);
-	s->xray_lineage = arena_str(s, pv.xray_lineage, TRACE_XRAY_LINEAGE_MAX);
+	if (pv.valid) {
+		s->d.tracestate = arena_str(s, pv.tracestate, TRACE_TRACESTATE_MAX);
+		s->d.dd_origin = arena_str(s, pv.dd_origin, TRACE_DD_ORIGIN_MAX);
+		s->d.dd_tags = arena_str(s, pv.dd_tags, TRACE_DD_TAGS_MAX);
+		s->xray_lineage = arena_str(s, pv.xray_lineage, TRACE_XRAY_LINEAGE_MAX);
+	} else {
+		/* A root propagates nothing it did not make. */
+		s->d.tracestate = s->d.dd_origin = s->d.dd_tags = s->xray_lineage = "";
+	}
 	s->d.name = "";
 	s->d.service = t ? t->res.service_name : "unknown_service";
 	if (!s->recording) {
@@ -738,28 +790,85 @@ void trace_span_set_attrs(trace_span *s, const trace_attr *a, size_t n)
 		trace_span_set_attr(s, &a[i]);
 }
 
+/*
+ * Fast path of the typed setters (the common case: a recording span, a key
+ * that is new and fits, or one being replaced): no trace_attr built on the
+ * stack and no type switch. NULL sends the caller to trace_span_set_attr,
+ * which handles and counts everything else (bad key, limits, growth).
+ */
+static inline trace_attr *attr_fast_slot(trace_span *s, const char *key)
+{
+	if (!s || !s->recording || s->ended || !key || !*key)
+		return NULL;
+	uint32_t n = s->d.nattrs;
+	trace_attr *list = s->attrs;
+	for (uint32_t i = 0; i < n; i++) {
+		const char *k = list[i].key;
+		if (k == key || (k[0] == key[0] && !strcmp(k, key)))
+			return &list[i];
+	}
+	if (n >= s->attr_cap || n >= s->t->cfg.attr_count_limit)
+		return NULL;
+	list[n].key = arena_str(s, key, 255);
+	s->d.nattrs = n + 1;
+	return &list[n];
+}
+
 void trace_span_set_str(trace_span *s, const char *key, const char *v)
 {
-	trace_attr a = TRACE_ATTR_S(key, v ? v : "");
-	trace_span_set_attr(s, &a);
+	trace_attr *a = attr_fast_slot(s, key);
+
+	if (!a) {
+		trace_attr g = TRACE_ATTR_S(key, v ? v : "");
+		trace_span_set_attr(s, &g);
+		return;
+	}
+	a->type = TRACE_ATTR_STRING;
+	a->v.arr.n = 0;
+	a->v.s = arena_str(s, v, s->t->cfg.attr_value_length_limit);
 }
 
 void trace_span_set_int(trace_span *s, const char *key, int64_t v)
 {
-	trace_attr a = TRACE_ATTR_I(key, v);
-	trace_span_set_attr(s, &a);
+	trace_attr *a = attr_fast_slot(s, key);
+
+	if (!a) {
+		trace_attr g = TRACE_ATTR_I(key, v);
+		trace_span_set_attr(s, &g);
+		return;
+	}
+	a->type = TRACE_ATTR_INT;
+	a->v.arr.n = 0;
+	a->v.i = v;
 }
 
 void trace_span_set_double(trace_span *s, const char *key, double v)
 {
-	trace_attr a = TRACE_ATTR_D(key, v);
-	trace_span_set_attr(s, &a);
+	trace_attr *a = attr_fast_slot(s, key);
+
+	if (!a) {
+		trace_attr g = TRACE_ATTR_D(key, v);
+		trace_span_set_attr(s, &g);
+		return;
+	}
+	a->type = TRACE_ATTR_DOUBLE;
+	a->v.arr.n = 0;
+	a->v.d = v;
 }
 
 void trace_span_set_bool(trace_span *s, const char *key, bool v)
 {
-	trace_attr a = TRACE_ATTR_B(key, v);
-	trace_span_set_attr(s, &a);
+	trace_attr *a = attr_fast_slot(s, key);
+
+	if (!a) {
+		trace_attr g = TRACE_ATTR_B(key, v);
+		trace_span_set_attr(s, &g);
+		return;
+	}
+	a->type = TRACE_ATTR_BOOL;
+	a->v.arr.items = NULL;
+	a->v.arr.n = 0;
+	a->v.b = v;
 }
 
 /* ------------------------------------------------------- events, links */
