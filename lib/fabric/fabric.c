@@ -613,6 +613,35 @@ const char *fabric_message_attr(const fabric_message *m, const char *name)
 	return v ? v : tm_json_str(a, "BinaryValue");
 }
 
+/*
+ * Renders the stored contexts of n messages. Messages sent in one batch
+ * share their context: the rendering of the previous message is copied
+ * when the stored form is the same (the common case under load).
+ */
+static void render_all(fabric *f, fabric_message *m, size_t n)
+{
+	char prev[FABRIC_TRACE_HEADER_MAX] = "";
+	bool prev_ours = false; /* m[i-1]'s `_datadog` was rendered here */
+
+	for (size_t i = 0; i < n; i++) {
+		const char *src = m[i].trace_header;
+		bool has_dd = json_object_get(m[i].attributes, FABRIC_DATADOG_ATTR) != NULL;
+		if (i && prev_ours && !has_dd && src[0] == '~' && !strcmp(src, prev)) {
+			json_t *dd = json_object_get(m[i - 1].attributes, FABRIC_DATADOG_ATTR);
+			if (dd && !m[i].attributes)
+				m[i].attributes = json_object();
+			if (dd && m[i].attributes)
+				json_object_set_new(m[i].attributes, FABRIC_DATADOG_ATTR,
+						    json_deep_copy(dd));
+			memcpy(m[i].trace_header, m[i - 1].trace_header, sizeof m[i].trace_header);
+			continue;
+		}
+		memcpy(prev, src, sizeof prev);
+		prev_ours = !has_dd;
+		fabric__message_render(f, &m[i]);
+	}
+}
+
 tm_err fabric_queue_receive(fabric *f, const char *queue, const fabric_receive_opts *o,
 			    fabric_message *out, size_t *n)
 {
@@ -634,8 +663,7 @@ tm_err fabric_queue_receive(fabric *f, const char *queue, const fabric_receive_o
 		return err;
 	uint64_t wait = o->wait_ms >= 0 ? (uint64_t)o->wait_ms : qa.receive_wait_ms;
 	err = f->be->ops->receive(f->be, qn, max, wait, o->visibility_timeout_ms, out, n);
-	for (size_t i = 0; i < *n; i++)
-		fabric__message_render(f, &out[i]);
+	render_all(f, out, *n);
 	return err;
 }
 
@@ -702,8 +730,7 @@ tm_err fabric_queue_peek(fabric *f, const char *queue, size_t max, fabric_messag
 	if (!max || max > 100)
 		return TM_ERR_INVALID;
 	err = f->be->ops->peek(f->be, qn, max, out, n);
-	for (size_t i = 0; i < *n; i++)
-		fabric__message_render(f, &out[i]);
+	render_all(f, out, *n);
 	return err;
 }
 

@@ -346,6 +346,51 @@ static void move_to_dlq_is_a_span_in_the_producer_trace_with_the_delivery_count(
 	assert_int_equal(dead->nevents, 1);
 }
 
+static void every_message_of_a_batch_carries_the_batch_context(void **state)
+{
+	tfix *x = *state;
+	fabric *f = x->t.f;
+	trace_scope sc;
+	trace_context root;
+	fabric_attr own = { "_datadog", "String", "{\"x-datadog-trace-id\":\"1\",\"x-datadog-parent-id\":\"2\"}" };
+	fabric_send_entry e[3] = {
+		{ .id = "a", .body = "a", .body_len = 1, .attrs = &own, .nattrs = 1, .delay_ms = -1 },
+		{ .id = "b", .body = "b", .body_len = 1, .delay_ms = -1 },
+		{ .id = "c", .body = "c", .body_len = 1, .delay_ms = -1 },
+	};
+	fabric_result r[3];
+	fabric_message m[3];
+	size_t n;
+
+	make_queue(f, "b", NULL, 0);
+	trace_span *p = parent_start(x, &sc);
+	trace_span_context(p, &root);
+	assert_int_equal(fabric_queue_send_batch(f, "b", e, 3, r), TM_OK);
+	trace_scope_end(&sc);
+	trace_span_end(p, 0);
+	const rspan *prod = span_named("send b");
+	assert_non_null(prod);
+	assert_int_equal(json_integer_value(json_object_get(prod->attrs,
+							   "messaging.batch.message_count")), 3);
+	fabric_receive_opts o = { .max_messages = 3, .wait_ms = 0, .visibility_timeout_ms = -1 };
+	assert_int_equal(fabric_queue_receive(f, "b", &o, m, &n), TM_OK);
+	assert_int_equal(n, 3);
+	for (size_t i = 0; i < n; i++) {
+		trace_context c;
+		assert_true(fabric_message_extract(&m[i], &c));
+		if (!strcmp(m[i].body, "a")) {
+			/* The sender's own `_datadog` is kept as it was. */
+			assert_int_equal(trace_id_low64(c.trace_id), 1);
+		} else {
+			assert_child_of(&c, prod, &root);
+			assert_string_equal(tm_json_str(json_object_get(m[i].attributes, "_datadog"),
+							"DataType"), "String");
+		}
+		assert_true(!strncmp(m[i].trace_header, "Root=1-", 7));
+		fabric_message_clear(&m[i]);
+	}
+}
+
 struct loadgen {
 	tfix *x;
 	int sends;
@@ -437,6 +482,7 @@ int main(void)
 		T(extract_falls_back_from_datadog_to_traceparent_to_aws_trace_header),
 		T(trace_context_does_not_count_against_attribute_limits),
 		T(move_to_dlq_is_a_span_in_the_producer_trace_with_the_delivery_count),
+		T(every_message_of_a_batch_carries_the_batch_context),
 		T(trace_context_stays_with_its_message_under_concurrent_load),
 #undef T
 	};
