@@ -116,10 +116,10 @@ struct trace_tracer {
 	 * do not fight over one cache line (the tracer is allocated 64-byte
 	 * aligned); the rest are plain atomics. */
 	struct {
-		uint64_t unsampled, sampled, ended;
-		char pad[40];
+		uint64_t unsampled, sampled, ended, dropped;
+		char pad[32];
 	} hot[TRACE_STAT_STRIPES + 1] __attribute__((aligned(64)));
-	uint64_t n_dropped, n_exported, n_export_failures, n_attrs_dropped;
+	uint64_t n_exported, n_export_failures, n_attrs_dropped;
 };
 
 tm_err trace__bsp_start(trace_tracer *t) TM_WARN_UNUSED;
