@@ -1,7 +1,9 @@
 /*
  * Batch span processor: a full queue drops and counts instead of blocking,
  * batches are cut at the max export batch size, force_flush and shutdown
- * export everything queued, and the exporter thread is joined.
+ * export everything queued, and the exporter thread is joined; stats stay
+ * exact past the per-thread stats stripes, and recycled span memory is
+ * clean for the next tracer.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -175,6 +177,88 @@ static void concurrent_producers_account_for_every_span(void **state)
 	gate_destroy(&g);
 }
 
+/* 20 concurrent threads, twice: more than the tracer's exclusive stats
+ * stripes (the rest share one), and stripes of exited threads reused. */
+static void more_threads_than_stats_stripes_account_for_every_span(void **state)
+{
+	struct gate g;
+	gate_init(&g, true);
+	trace_tracer *t = batch_tracer(&g, 1024, 64, 1);
+	struct producer p = {t, 100};
+	pthread_t th[20];
+	for (int wave = 0; wave < 2; wave++) {
+		for (int i = 0; i < 20; i++)
+			assert_int_equal(pthread_create(&th[i], NULL, produce, &p), 0);
+		for (int i = 0; i < 20; i++)
+			pthread_join(th[i], NULL);
+	}
+	assert_int_equal(trace_tracer_force_flush(t), TM_OK);
+	trace_stats st;
+	trace_tracer_stats(t, &st);
+	assert_int_equal(st.spans_started, 4000);
+	assert_int_equal(st.spans_sampled, 4000);
+	assert_int_equal(st.spans_ended, 4000);
+	pthread_mutex_lock(&g.mu);
+	size_t exported = g.spans;
+	pthread_mutex_unlock(&g.mu);
+	assert_int_equal(exported + st.spans_dropped, 4000);
+	trace_tracer_shutdown(t);
+	gate_destroy(&g);
+}
+
+static void check_attrs_sink(const trace_span_data *const *spans, size_t n,
+			     const trace_resource *res, void *arg)
+{
+	size_t *bad = arg;
+	for (size_t i = 0; i < n; i++) {
+		const trace_span_data *d = spans[i];
+		if (d->nattrs != 2 || strcmp(d->name, "second") ||
+		    strcmp(d->attrs[0].key, "k") || strcmp(d->attrs[0].v.s, "v") ||
+		    d->attrs[1].v.i != 7)
+			(*bad)++;
+	}
+}
+
+/* Span memory goes back to the threads that start spans, in chains that
+ * outlive the tracer that recycled them: the next tracer must get clean
+ * spans (ASan checks the memory itself). */
+static void span_memory_recycled_by_one_tracer_serves_the_next(void **state)
+{
+	struct gate g;
+	gate_init(&g, true);
+	trace_tracer *t = batch_tracer(&g, 256, 32, 1);
+	char buf[8];
+	snprintf(buf, sizeof buf, "%s", "first");
+	for (int i = 0; i < 200; i++) {
+		trace_span *s = trace_span_start(t, buf, NULL);
+		trace_span_set_str(s, buf, buf);
+		trace_span_end(s, 0);
+	}
+	assert_int_equal(trace_tracer_force_flush(t), TM_OK);
+	/* Takes a recycled chain into this thread's cache. */
+	trace_span_end(trace_span_start(t, "one more", NULL), 0);
+	trace_tracer_shutdown(t);
+	gate_destroy(&g);
+
+	trace_config cfg;
+	trace_tracer *t2;
+	size_t bad = 0;
+	trace_config_init(&cfg);
+	cfg.install_log_hook = false;
+	cfg.exporters = TRACE_EXPORT_SINK;
+	cfg.sink = check_attrs_sink;
+	cfg.sink_arg = &bad;
+	assert_int_equal(trace_tracer_create(&cfg, &t2), TM_OK);
+	for (int i = 0; i < 100; i++) {
+		trace_span *s = trace_span_start(t2, "second", NULL);
+		trace_span_set_str(s, "k", "v");
+		trace_span_set_int(s, "i", 7);
+		trace_span_end(s, 0);
+	}
+	trace_tracer_shutdown(t2);
+	assert_int_equal(bad, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -183,6 +267,8 @@ int main(void)
 		cmocka_unit_test(force_flush_exports_and_waits),
 		cmocka_unit_test(batches_never_exceed_the_max_export_batch_size),
 		cmocka_unit_test(concurrent_producers_account_for_every_span),
+		cmocka_unit_test(more_threads_than_stats_stripes_account_for_every_span),
+		cmocka_unit_test(span_memory_recycled_by_one_tracer_serves_the_next),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /*
  * Span lifecycle: names, kinds, attributes (all types, replacement, the
- * count limit and its dropped counter), events, the exception event,
+ * count limit and its dropped counter; caller memory copied, literals
+ * kept), events, the exception event,
  * links, status rules, explicit timestamps, per-span and per-thread
  * services, traceresponse and the log context hook.
  */
@@ -128,6 +129,49 @@ static void long_strings_are_cut_at_the_value_length_limit(void **state)
 	trace_span_end(s, 0);
 	json_t *j = json_array_get(c2.spans, 0);
 	assert_string_equal(tm_json_str(otlp_attr(j, "big"), "stringValue"), "xxxxxxxxxx");
+	trace_tracer_shutdown(t2);
+	capture_free(&c2);
+}
+
+static void strings_from_writable_memory_are_copied_and_literals_kept(void **state)
+{
+	char name[16], key[16], val[16];
+	snprintf(name, sizeof name, "%s", "from-buf");
+	snprintf(key, sizeof key, "%s", "buf.key");
+	snprintf(val, sizeof val, "%s", "buf-value");
+	trace_span *s = trace_span_start(tr, name, NULL);
+	trace_span_set_str(s, key, val);
+	trace_span_set_str(s, "lit.key", "lit-value");
+	/* The caller's memory is reused before the span ends. */
+	memset(name, 'z', sizeof name - 1);
+	memset(key, 'z', sizeof key - 1);
+	memset(val, 'z', sizeof val - 1);
+	trace_span_set_str(s, key, val); /* a new key, "zzz…" */
+	trace_span_end(s, 0);
+	json_t *j = last_span();
+	assert_string_equal(tm_json_str(j, "name"), "from-buf");
+	assert_string_equal(tm_json_str(otlp_attr(j, "buf.key"), "stringValue"), "buf-value");
+	assert_string_equal(tm_json_str(otlp_attr(j, "lit.key"), "stringValue"), "lit-value");
+	assert_string_equal(tm_json_str(otlp_attr(j, "zzzzzzzzzzzzzzz"), "stringValue"),
+			    "zzzzzzzzzzzzzzz");
+}
+
+static void literal_strings_longer_than_the_limit_are_cut_too(void **state)
+{
+	struct capture c2;
+	trace_config cfg;
+	trace_config_init(&cfg);
+	cfg.attr_value_length_limit = 10;
+	capture_init(&c2);
+	trace_tracer *t2 = capture_tracer(&c2, &cfg);
+	trace_span *s = trace_span_start(t2, "a span name longer than ten", NULL);
+	trace_span_set_str(s, "lit", "yyyyyyyyyyyyyyyyyyyy");
+	trace_span_set_str(s, "short", "yyyy");
+	trace_span_end(s, 0);
+	json_t *j = json_array_get(c2.spans, 0);
+	assert_string_equal(tm_json_str(j, "name"), "a span nam");
+	assert_string_equal(tm_json_str(otlp_attr(j, "lit"), "stringValue"), "yyyyyyyyyy");
+	assert_string_equal(tm_json_str(otlp_attr(j, "short"), "stringValue"), "yyyy");
 	trace_tracer_shutdown(t2);
 	capture_free(&c2);
 }
@@ -374,6 +418,8 @@ int main(void)
 		cmocka_unit_test(attributes_of_every_type_are_kept_and_replaced_by_key),
 		cmocka_unit_test(attributes_past_the_count_limit_are_dropped_and_counted),
 		cmocka_unit_test(long_strings_are_cut_at_the_value_length_limit),
+		cmocka_unit_test(strings_from_writable_memory_are_copied_and_literals_kept),
+		cmocka_unit_test(literal_strings_longer_than_the_limit_are_cut_too),
 		cmocka_unit_test(events_carry_names_times_and_attributes),
 		cmocka_unit_test(record_error_adds_exception_event_error_type_and_status),
 		cmocka_unit_test(status_ok_is_final_and_unset_is_ignored),
