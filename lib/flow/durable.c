@@ -348,6 +348,11 @@ static void open_state(struct fx *r, const char *name, const char *type, unsigne
 
 	if (r->depth == STACK_MAX)
 		return;
+	/* a live parent span gives its service.name too (the execution span
+	 * has the starting service's); after a restart only the stored
+	 * context is left */
+	trace_span *live = r->depth && r->stack[r->depth - 1].span ? r->stack[r->depth - 1].span
+								   : r->exec_span;
 	span_parent_ctx(r, &parent);
 	attrs[n++] = TRACE_ATTR_S("aws.step_functions.execution.arn", r->arn);
 	attrs[n++] = TRACE_ATTR_S("aws.step_functions.state_machine.name", r->machine);
@@ -355,9 +360,10 @@ static void open_state(struct fx *r, const char *name, const char *type, unsigne
 	attrs[n++] = TRACE_ATTR_I("aws.step_functions.state.retry_count", (int64_t)attempt);
 	if (resumed)
 		attrs[n++] = TRACE_ATTR_B("aws.step_functions.state.resumed", true);
-	trace_span_opts o = {.kind = TRACE_KIND_INTERNAL, .parent = TRACE_PARENT_CONTEXT,
-			     .parent_ctx = &parent, .attrs = attrs, .nattrs = n,
-			     .service = r->e->cfg.service};
+	trace_span_opts o = {.kind = TRACE_KIND_INTERNAL,
+			     .parent = live ? TRACE_PARENT_SPAN : TRACE_PARENT_CONTEXT,
+			     .parent_span = live, .parent_ctx = &parent, .attrs = attrs,
+			     .nattrs = n, .service = r->e->cfg.service};
 	struct open_span *s = &r->stack[r->depth++];
 	s->span = trace_span_start(tracer(r->e), name, &o);
 	snprintf(s->name, sizeof s->name, "%s", name);
@@ -679,7 +685,11 @@ static flow_task_status on_task(void *arg, const flow_task_request *req, flow_ta
 	trace_context parent;
 	/* the Task state's span parents what the task causes */
 	span_parent_ctx(r, &parent);
-	return flow__engine_task(&r->e->cfg, req, &parent, res);
+	flow_task_status st = flow__engine_task(&r->e->cfg, req, &parent, res);
+	/* whatever service the invocation made this thread's default, the
+	 * next state spans inherit the execution's */
+	trace_thread_set_service(NULL);
+	return st;
 }
 
 /* ---------------------------------------------------------------- running */
@@ -734,6 +744,7 @@ static void run_fx(flow_engine *e, struct fx *r, flow_machine *m)
 	o.checkpoint_arg = r;
 	o.suspend_waits = true;
 	o.max_history = 1; /* the store keeps the history */
+	trace_thread_set_service(NULL); /* state spans inherit the execution's */
 	r->wake_ns = 0;
 	if (r->ckpt) {
 		err = flow_execution_restore(m, r->ckpt, &o, &x);

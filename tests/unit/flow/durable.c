@@ -487,6 +487,42 @@ static void execution_and_state_spans_have_the_right_parents(void **state)
 	free(arn);
 }
 
+static void state_spans_inherit_the_service_that_started_the_execution(void **state)
+{
+	struct fixture *f = *state;
+	flow_engine_config cfg;
+	char *arn = NULL;
+
+	/* an engine without a configured service, started from a service's thread */
+	flow_engine_close(f->e);
+	flow_engine_config_init(&cfg);
+	cfg.db_path = f->db;
+	cfg.invoke = invoker;
+	cfg.invoke_arg = f;
+	cfg.tracer = f->t;
+	assert_int_equal(flow_engine_open(&cfg, &f->e), TM_OK);
+	reg(f, "svc", "{\"StartAt\":\"A\",\"States\":{\"A\":{\"Type\":\"Pass\",\"Next\":\"B\"},"
+		      "\"B\":{\"Type\":\"Task\",\"Resource\":\"echo\",\"Next\":\"C\"},"
+		      "\"C\":{\"Type\":\"Pass\",\"End\":true}}}");
+	trace_thread_set_service("orders-svc");
+	assert_int_equal(flow_engine_start(f->e, "svc", NULL, "{}", NULL, &arn), TM_OK);
+	trace_thread_set_service(NULL);
+	assert_int_equal(flow_engine_wait(f->e, arn, 10000), TM_OK);
+	size_t i;
+	json_t *s;
+	int seen = 0;
+	json_array_foreach(f->cap.spans, i, s) {
+		const char *n = tm_json_str(s, "name");
+		if (!strcmp(n, "execute svc") || !strcmp(n, "A") || !strcmp(n, "B") || !strcmp(n, "C")) {
+			assert_string_equal(json_string_value(json_array_get(f->cap.services, i)),
+					    "orders-svc");
+			seen++;
+		}
+	}
+	assert_int_equal(seen, 4);
+	free(arn);
+}
+
 static void a_datadog_context_in_the_input_continues_the_trace(void **state)
 {
 	struct fixture *f = *state;
@@ -789,6 +825,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(stop_aborts_a_waiting_execution, setup, teardown),
 		cmocka_unit_test_setup_teardown(execution_and_state_spans_have_the_right_parents, setup, teardown),
 		cmocka_unit_test_setup_teardown(a_datadog_context_in_the_input_continues_the_trace, setup, teardown),
+		cmocka_unit_test_setup_teardown(state_spans_inherit_the_service_that_started_the_execution, setup, teardown),
 		cmocka_unit_test_setup_teardown(branch_states_are_children_of_their_parallel_or_map_state, setup, teardown),
 		cmocka_unit_test_setup_teardown(a_machine_timeout_ends_a_suspended_wait, setup, teardown),
 		cmocka_unit_test_setup_teardown(a_task_token_completes_a_waiting_task, setup, teardown),
