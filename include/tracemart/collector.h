@@ -1,6 +1,6 @@
 /*
- * collector — receives finished spans (in-process sink, OTLP/HTTP JSON at
- * POST /v1/traces), stores them in SQLite, answers the JSON query API and
+ * collector — receives finished spans (in-process sink, OTLP/HTTP JSON or
+ * protobuf at POST /v1/traces), stores them in SQLite, answers the JSON query API and
  * serves the embedded web UI. It does not create spans itself and does not
  * know the reference application: services, queues and links are just
  * span data. See docs/internals/collector.md.

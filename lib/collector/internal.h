@@ -91,6 +91,17 @@ tm_err collector__otlp_decode(const char *body, size_t len,
 			      size_t *rejected /* OUT */, char *errmsg,
 			      size_t errmsg_size) TM_WARN_UNUSED;
 
+/* The same for the binary protobuf encoding (application/x-protobuf). */
+tm_err collector__otlp_decode_pb(const char *body, size_t len,
+				 collector__span **out /* OUT */, size_t *count /* OUT */,
+				 size_t *rejected /* OUT */, char *errmsg,
+				 size_t errmsg_size) TM_WARN_UNUSED;
+/* Protobuf answers: google.rpc.Status, and an ExportTraceServiceResponse
+ * with partial_success. Appended to b. */
+tm_err collector__pb_status(tm_buf *b, int code, const char *message) TM_WARN_UNUSED;
+tm_err collector__pb_partial_success(tm_buf *b, uint64_t rejected,
+				     const char *message) TM_WARN_UNUSED;
+
 /* ------------------------------------------------------------------ store */
 
 typedef struct collector__store collector__store;

@@ -2,7 +2,8 @@
  * The collector's lifecycle and plumbing: the bounded span queue shared by
  * both ingest paths, the writer thread (batched inserts, background
  * retention), the in-process sink, and the HTTP routes (OTLP ingest, query
- * API, embedded UI). SQL is in store.c and query.c, OTLP decoding in otlp.c.
+ * API, embedded UI). SQL is in store.c and query.c, OTLP decoding in
+ * otlp.c (JSON) and otlp_pb.c (protobuf).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -342,9 +343,23 @@ uint16_t collector_port(const collector *c)
 
 /* ------------------------------------------------------- OTLP ingest */
 
-/* google.rpc.Status, the body OTLP/HTTP specifies for failures. */
-static void otlp_status(http_response *resp, unsigned http_status, int code, const char *msg)
+/*
+ * google.rpc.Status, the body OTLP/HTTP specifies for failures, in the
+ * request's encoding (OTLP/HTTP: "the response body MUST be encoded the
+ * same way as the request").
+ */
+static void otlp_status(http_response *resp, bool proto, unsigned http_status, int code,
+			const char *msg)
 {
+	if (proto) {
+		tm_buf b;
+		tm_buf_init(&b, 1 << 16);
+		if (collector__pb_status(&b, code, msg) ||
+		    http_response_set_body(resp, http_status, "application/x-protobuf", b.data, b.len))
+			http_response_set_status(resp, 500);
+		tm_buf_free(&b);
+		return;
+	}
 	json_t *o = json_pack("{s:i, s:s}", "code", code, "message", msg);
 	if (!o || http_response_set_json(resp, http_status, o))
 		http_response_set_status(resp, 500);
@@ -361,36 +376,34 @@ static void h_otlp(http_request *req, http_response *resp, void *arg)
 	collector *c = arg;
 	const char *ct = http_request_header(req, "Content-Type");
 	const char *ce = http_request_header(req, "Content-Encoding");
+	bool proto = has_token(ct, "protobuf");
 	const char *body;
 	size_t len, count = 0, rejected = 0;
 	collector__span *spans = NULL;
 	char errmsg[256];
 	tm_err err;
 
-	/* OTLP/HTTP §"Binary Protobuf Encoding" is the default of many
-	 * SDKs; we only decode the JSON encoding so far: say so clearly. */
-	if (has_token(ct, "protobuf")) {
-		otlp_status(resp, 415, 3, "OTLP/HTTP protobuf is not supported yet: "
-			    "configure the exporter for JSON (Content-Type: application/json, "
-			    "e.g. OTEL_EXPORTER_OTLP_PROTOCOL=http/json)");
-		return;
-	}
-	if (ct && *ct && !has_token(ct, "json")) {
-		otlp_status(resp, 415, 3, "unsupported Content-Type: send OTLP JSON (application/json)");
+	if (ct && *ct && !proto && !has_token(ct, "json")) {
+		otlp_status(resp, false, 415, 3, "unsupported Content-Type: send OTLP as "
+			    "application/json or application/x-protobuf");
 		return;
 	}
 	if (ce && *ce && strcasecmp(ce, "identity")) {
-		otlp_status(resp, 415, 3, "unsupported Content-Encoding: send uncompressed OTLP JSON");
+		otlp_status(resp, proto, 415, 3, "unsupported Content-Encoding: send uncompressed OTLP "
+			    "(e.g. OTEL_EXPORTER_OTLP_COMPRESSION=none)");
 		return;
 	}
 	body = http_request_body(req, &len);
-	err = collector__otlp_decode(body, len, &spans, &count, &rejected, errmsg, sizeof errmsg);
+	if (proto)
+		err = collector__otlp_decode_pb(body, len, &spans, &count, &rejected, errmsg, sizeof errmsg);
+	else
+		err = collector__otlp_decode(body, len, &spans, &count, &rejected, errmsg, sizeof errmsg);
 	if (err == TM_ERR_PARSE) {
-		otlp_status(resp, 400, 3, errmsg);
+		otlp_status(resp, proto, 400, 3, errmsg);
 		return;
 	}
 	if (err) {
-		otlp_status(resp, 500, 13, tm_strerror(err));
+		otlp_status(resp, proto, 500, 13, tm_strerror(err));
 		return;
 	}
 	if (!enqueue(c, spans, count)) {
@@ -404,9 +417,24 @@ static void h_otlp(http_request *req, http_response *resp, void *arg)
 		if (http_response_add_header(resp, "Retry-After", "1"))
 			return;
 		if (stopping)
-			otlp_status(resp, 503, 14, "collector is shutting down");
+			otlp_status(resp, proto, 503, 14, "collector is shutting down");
 		else
-			otlp_status(resp, 429, 8, "span queue is full: the store is behind, retry later");
+			otlp_status(resp, proto, 429, 8, "span queue is full: the store is behind, retry later");
+		return;
+	}
+	if (rejected) {
+		pthread_mutex_lock(&c->mu);
+		c->rejected += rejected;
+		pthread_mutex_unlock(&c->mu);
+	}
+	if (proto) {
+		/* An empty ExportTraceServiceResponse is full success. */
+		tm_buf b;
+		tm_buf_init(&b, 1 << 16);
+		if ((rejected && collector__pb_partial_success(&b, rejected, errmsg)) ||
+		    http_response_set_body(resp, 200, "application/x-protobuf", b.data, b.len))
+			http_response_set_status(resp, 500);
+		tm_buf_free(&b);
 		return;
 	}
 	if (rejected) {
@@ -415,9 +443,6 @@ static void h_otlp(http_request *req, http_response *resp, void *arg)
 		char n[24];
 		json_t *o;
 		snprintf(n, sizeof n, "%zu", rejected);
-		pthread_mutex_lock(&c->mu);
-		c->rejected += rejected;
-		pthread_mutex_unlock(&c->mu);
 		o = json_pack("{s:{s:s, s:s}}", "partialSuccess", "rejectedSpans", n,
 			      "errorMessage", errmsg);
 		if (!o || http_response_set_json(resp, 200, o))

@@ -24,7 +24,7 @@ try {
 const api = req('@opentelemetry/api');
 const { BasicTracerProvider, SimpleSpanProcessor, InMemorySpanExporter } = req('@opentelemetry/sdk-trace-base');
 const { resourceFromAttributes } = req('@opentelemetry/resources');
-const { JsonTraceSerializer } = req('@opentelemetry/otlp-transformer');
+const { JsonTraceSerializer, ProtobufTraceSerializer } = req('@opentelemetry/otlp-transformer');
 
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tm-otel-js-'));
 let proc;
@@ -56,62 +56,73 @@ function stop() {
 let failed = 0, passed = 0;
 try {
   const url = await start();
-  const exporter = new InMemorySpanExporter();
-  const provider = new BasicTracerProvider({
-    resource: resourceFromAttributes({ 'service.name': 'js-checkout', 'deployment.environment': 'test' }),
-    spanProcessors: [new SimpleSpanProcessor(exporter)],
-  });
-  const tracer = provider.getTracer('tracemart-test', '1.0.0');
-  const other = tracer.startSpan('elsewhere', { root: true });
-  const otherCtx = other.spanContext();
-  other.end();
-  const root = tracer.startSpan('POST /checkout', {
-    kind: api.SpanKind.SERVER, root: true,
-    attributes: { 'http.request.method': 'POST', 'http.response.status_code': 201, 'cart.items': 3.5, 'cart.tags': ['a', 'b'], 'retry': false },
-    links: [{ context: otherCtx, attributes: { 'link.kind': 'follows' } }],
-  });
-  const ctx = api.trace.setSpan(api.context.active(), root);
-  const child = tracer.startSpan('send orders', { kind: api.SpanKind.PRODUCER,
-    attributes: { 'messaging.destination.name': 'orders', 'messaging.system': 'kafka' } }, ctx);
-  child.addEvent('queued', { 'queue.depth': 7 });
-  child.setStatus({ code: api.SpanStatusCode.ERROR, message: 'broker down' });
-  child.end();
-  root.end();
-  await provider.forceFlush();
-  const spans = exporter.getFinishedSpans();
-  assert.equal(spans.length, 3);
-  const body = JsonTraceSerializer.serializeRequest(spans);
-  const r = await fetch(url + '/v1/traces', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body });
-  const answer = await r.text();
-  assert.equal(r.status, 200, answer);
-  assert.deepEqual(JSON.parse(answer), {});
-
-  const tid = root.spanContext().traceId;
-  let t;
-  for (let i = 0; i < 100 && !t; i++) {
-    const g = await fetch(url + '/api/traces/' + tid);
-    if (g.status === 200) t = await g.json(); else await new Promise((res) => setTimeout(res, 50));
+  /* The same three spans (a linked root, a server span, a producer child
+   * with an event and an error) from the SDK, sent in one encoding. */
+  async function sendFlow(serializer, contentType) {
+    const exporter = new InMemorySpanExporter();
+    const provider = new BasicTracerProvider({
+      resource: resourceFromAttributes({ 'service.name': 'js-checkout', 'deployment.environment': 'test' }),
+      spanProcessors: [new SimpleSpanProcessor(exporter)],
+    });
+    const tracer = provider.getTracer('tracemart-test', '1.0.0');
+    const other = tracer.startSpan('elsewhere', { root: true });
+    const otherCtx = other.spanContext();
+    other.end();
+    const root = tracer.startSpan('POST /checkout', {
+      kind: api.SpanKind.SERVER, root: true,
+      attributes: { 'http.request.method': 'POST', 'http.response.status_code': 201, 'cart.items': 3.5, 'cart.tags': ['a', 'b'], 'retry': false },
+      links: [{ context: otherCtx, attributes: { 'link.kind': 'follows' } }],
+    });
+    const ctx = api.trace.setSpan(api.context.active(), root);
+    const child = tracer.startSpan('send orders', { kind: api.SpanKind.PRODUCER,
+      attributes: { 'messaging.destination.name': 'orders', 'messaging.system': 'kafka' } }, ctx);
+    child.addEvent('queued', { 'queue.depth': 7 });
+    child.setStatus({ code: api.SpanStatusCode.ERROR, message: 'broker down' });
+    child.end();
+    root.end();
+    await provider.forceFlush();
+    const spans = exporter.getFinishedSpans();
+    assert.equal(spans.length, 3);
+    const body = serializer.serializeRequest(spans);
+    const r = await fetch(url + '/v1/traces', { method: 'POST', headers: { 'Content-Type': contentType }, body });
+    const answer = Buffer.from(await r.arrayBuffer());
+    assert.equal(r.status, 200, answer.toString());
+    if (contentType === 'application/json') assert.deepEqual(JSON.parse(answer.toString()), {});
+    else assert.equal(answer.length, 0, 'empty ExportTraceServiceResponse');
+    const tid = root.spanContext().traceId;
+    let t;
+    for (let i = 0; i < 100 && !t; i++) {
+      const g = await fetch(url + '/api/traces/' + tid);
+      if (g.status === 200) t = await g.json(); else await new Promise((res) => setTimeout(res, 50));
+    }
+    assert.ok(t, 'trace stored');
+    return { t, root, otherCtx, tid };
   }
-  assert.ok(t, 'trace stored');
-  assert.equal(t.spans.length, 2);
-  const s0 = t.spans.find((s) => s.name === 'POST /checkout'), s1 = t.spans.find((s) => s.name === 'send orders');
-  assert.equal(s0.name, 'POST /checkout');
-  assert.equal(s0.service, 'js-checkout');
-  assert.equal(s0.kind, 'SERVER');
-  assert.equal(s0.spanId, root.spanContext().spanId);
-  assert.equal(s0.parentSpanId, '');
-  assert.equal(s0.attributes['http.response.status_code'], 201);
-  assert.equal(s0.attributes['cart.items'], 3.5);
-  assert.deepEqual(s0.attributes['cart.tags'], ['a', 'b']);
-  assert.equal(s0.attributes.retry, false);
-  assert.deepEqual(s0.links, [{ traceId: otherCtx.traceId, spanId: otherCtx.spanId, attributes: { 'link.kind': 'follows' } }]);
-  assert.equal(s1.kind, 'PRODUCER');
-  assert.equal(s1.parentSpanId, root.spanContext().spanId);
-  assert.deepEqual(s1.status, { code: 2, message: 'broker down' });
-  assert.equal(s1.events[0].name, 'queued');
-  assert.equal(s1.events[0].attributes['queue.depth'], 7);
-  assert.ok(BigInt(s1.startTimeUnixNano) >= BigInt(s0.startTimeUnixNano));
-  assert.ok(s0.durationNano >= s1.durationNano);
+
+  function checkFlow({ t, root, otherCtx }) {
+    assert.equal(t.spans.length, 2);
+    const s0 = t.spans.find((s) => s.name === 'POST /checkout'), s1 = t.spans.find((s) => s.name === 'send orders');
+    assert.equal(s0.service, 'js-checkout');
+    assert.equal(s0.kind, 'SERVER');
+    assert.equal(s0.spanId, root.spanContext().spanId);
+    assert.equal(s0.parentSpanId, '');
+    assert.equal(s0.attributes['http.response.status_code'], 201);
+    assert.equal(s0.attributes['cart.items'], 3.5);
+    assert.deepEqual(s0.attributes['cart.tags'], ['a', 'b']);
+    assert.equal(s0.attributes.retry, false);
+    assert.deepEqual(s0.links, [{ traceId: otherCtx.traceId, spanId: otherCtx.spanId, attributes: { 'link.kind': 'follows' } }]);
+    assert.equal(s1.kind, 'PRODUCER');
+    assert.equal(s1.parentSpanId, root.spanContext().spanId);
+    assert.deepEqual(s1.status, { code: 2, message: 'broker down' });
+    assert.equal(s1.events[0].name, 'queued');
+    assert.equal(s1.events[0].attributes['queue.depth'], 7);
+    assert.ok(BigInt(s1.startTimeUnixNano) >= BigInt(s0.startTimeUnixNano));
+    assert.ok(s0.durationNano >= s1.durationNano);
+  }
+
+  const json = await sendFlow(JsonTraceSerializer, 'application/json');
+  checkFlow(json);
+  const { tid, root, otherCtx } = json;
   passed++;
   console.log('ok - OTLP JSON of the OpenTelemetry JS SDK is stored with every field');
 
@@ -119,6 +130,23 @@ try {
   assert.deepEqual(lf.linkedFrom, [{ traceId: tid, spanId: root.spanContext().spanId, linkedSpanId: otherCtx.spanId }]);
   passed++;
   console.log('ok - the linked trace lists the JS span in linkedFrom');
+
+  const proto = await sendFlow(ProtobufTraceSerializer, 'application/x-protobuf');
+  checkFlow(proto);
+  /* Both encodings store the same thing (ids and times aside). */
+  const strip = (t) => t.spans.map((s) => ({ ...s, traceId: 0, spanId: 0, parentSpanId: !!s.parentSpanId,
+    startTimeUnixNano: 0, durationNano: 0, links: s.links.map((l) => ({ ...l, traceId: 0, spanId: 0 })),
+    events: s.events.map((e) => ({ ...e, timeUnixNano: 0 })) }));
+  assert.deepEqual(strip(proto.t), strip(json.t));
+  passed++;
+  console.log('ok - OTLP protobuf of the OpenTelemetry JS SDK is stored exactly as its JSON');
+
+  const bad = await fetch(url + '/v1/traces', { method: 'POST', headers: { 'Content-Type': 'application/x-protobuf' },
+    body: Buffer.from([0x0a, 0xff, 0xff, 0x01]) });
+  assert.equal(bad.status, 400);
+  assert.match(bad.headers.get('content-type'), /protobuf/);
+  passed++;
+  console.log('ok - a malformed protobuf body gets 400 in protobuf');
 } catch (e) {
   failed++;
   console.error('not ok - ' + (e && e.stack ? e.stack : e));
