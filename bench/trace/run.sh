@@ -1,6 +1,8 @@
 #!/bin/sh
 # Builds the tracer benchmark (Release, base + trace only) and runs it.
-# Usage: bench/trace/run.sh [spans per thread]   (BUILD=dir to choose the build dir)
+# Usage: bench/trace/run.sh [spans per thread [spans|threads|copied]]   (BUILD=dir to choose the build dir)
+#   spans: the single-thread span loop only (for perf/callgrind); threads: the
+#   three span lines only; copied: only the loop whose strings must be copied.
 set -e
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build-bench-trace}
