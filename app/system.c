@@ -195,6 +195,21 @@ static tm_err apply_machines(app_system *s, char *errmsg, size_t errsize)
 	return TM_OK;
 }
 
+/*
+ * The service its workflows' spans carry: the service of the function that
+ * starts them (stock-ordering). State spans inherit the execution span's
+ * service; this one covers executions resumed after a restart, whose
+ * execution span is gone. NULL: the tracer's.
+ */
+static const char *machine_service(const topology *t)
+{
+	for (size_t i = 0; i < t->nfunctions; i++)
+		for (size_t e = 0; e < t->functions[i].nemits; e++)
+			if (t->functions[i].emits[e].kind == TOPO_TARGET_MACHINE)
+				return t->functions[i].service;
+	return NULL;
+}
+
 static tm_err path_in(char *out, size_t size, const char *dir, const char *file)
 {
 	return (size_t)snprintf(out, size, "%s/%s", dir, file) >= size ? TM_ERR_LIMIT : TM_OK;
@@ -254,7 +269,8 @@ tm_err app_system_start(const app_system_config *cfg, app_system **out, char *er
 	ec.db_path = path;
 	ec.invoke = app_flow_invoke;
 	ec.invoke_arg = &s->svc;
-	app_flow_integrations(&ec, &s->svc);
+	flow_engine_config_use_fabric(&ec, s->fabric);
+	ec.service = machine_service(s->topo);
 	ec.tracer = cfg->tracer;
 	/* Opening resumes executions that were waiting when we stopped; their
 	 * tasks invoke functions registered above. */

@@ -80,10 +80,6 @@ tm_err app_flow_invoke(void *arg, const char *function_name, const char *payload
 		       const trace_context *parent, char **result_json, char **error,
 		       char **cause);
 
-/* The engine's sns:publish, sqs:sendMessage and events:putEvents
- * integrations on svc's fabric. */
-void app_flow_integrations(flow_engine_config *cfg, app_services *svc);
-
 /* product-api's private events (the HTTP handlers publish them). */
 tm_err app_publish_json(fabric *f, const char *topic, json_t *event /* stolen */) TM_WARN_UNUSED;
 
