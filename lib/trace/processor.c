@@ -307,7 +307,10 @@ tm_err trace__bsp_start(trace_tracer *t)
 	b->wake_mask = roundup_pow2(b->batch + 1) / 2 - 1;
 	b->out = calloc(b->batch, sizeof *b->out);
 	b->held = calloc(b->batch, sizeof *b->held);
-	if (ring_init(&b->q, size) || ring_init(&b->pool, size) || !b->out || !b->held)
+	/* The pool holds chains: size / TRACE_POOL_CHAIN cells keep at most a
+	 * queue's worth of idle span memory, as one span per cell did. */
+	uint64_t pool_cells = size / TRACE_POOL_CHAIN > 2 ? size / TRACE_POOL_CHAIN : 2;
+	if (ring_init(&b->q, size) || ring_init(&b->pool, pool_cells) || !b->out || !b->held)
 		goto nomem;
 	pthread_mutex_init(&b->mu, NULL);
 	pthread_condattr_init(&ca);
