@@ -115,6 +115,22 @@ rt__job *rt__job_new(rt__function *fn, const json_t *event, trace_span *span)
 	return job;
 }
 
+/*
+ * Marks a record's span failed. When the function itself reported the
+ * record as a batch item failure, its handler knows why and may have
+ * recorded a precise error.type on the span: that is kept, and the span
+ * only gets status ERROR and faas.batch_item_failure.
+ */
+static void record_failed(trace_span *s, const char *type, const char *message)
+{
+	if (!strcmp(type, "BatchItemFailure")) {
+		trace_span_set_bool(s, "faas.batch_item_failure", true);
+		trace_span_set_status(s, TRACE_STATUS_ERROR, "reported as a batch item failure");
+		return;
+	}
+	trace_span_record_error(s, type[0] ? type : "Error", message, NULL);
+}
+
 /* Applies the outcome to the spans and ends them; frees the job. */
 static void job_finish(rt__job *job)
 {
@@ -124,20 +140,15 @@ static void job_finish(rt__job *job)
 		if (!job->records[i])
 			continue;
 		if (job->rec_failed[i])
-			trace_span_record_error(job->records[i],
-						job->rec_error[0] ? job->rec_error : "Error",
-						r->error_message[0] ? r->error_message
-								    : "record failed",
-						NULL);
+			record_failed(job->records[i], job->rec_error,
+				      r->error_message[0] ? r->error_message : "record failed");
 		trace_span_end(job->records[i], 0);
 	}
 	if (job->span) {
 		if (r->failed)
 			trace_span_record_error(job->span, r->error_type, r->error_message, NULL);
 		else if (!job->nrecords && job->rec_failed[0])
-			trace_span_record_error(job->span,
-						job->rec_error[0] ? job->rec_error : "Error",
-						"record failed", NULL);
+			record_failed(job->span, job->rec_error, "record failed");
 		trace_span_end(job->span, 0);
 	}
 	runtime_result_clear(&job->res);
