@@ -301,3 +301,282 @@ json_t *ts_collector_trace(const ts_proc *p, const char *trace_id, size_t min_sp
 	}
 	return last;
 }
+
+/* ------------------------------------------------ end-to-end helpers */
+
+long long ts_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+json_t *ts_collector_trace_until(const ts_proc *p, const char *trace_id,
+				 ts_trace_done_fn done, void *arg, int timeout_ms)
+{
+	char u[512];
+	json_t *last = NULL;
+	long long deadline = ts_now_ms() + timeout_ms;
+
+	if (!p->collector[0])
+		return NULL;
+	snprintf(u, sizeof u, "%s/api/traces/%s", p->collector, trace_id);
+	for (;;) {
+		ts_response r;
+		if (ts_http("GET", u, NULL, 0, NULL, &r)) {
+			if (r.status == 200 && r.json) {
+				json_decref(last);
+				last = json_incref(r.json);
+			}
+			ts_response_free(&r);
+			if (last && done(last, arg))
+				return last;
+		}
+		if (ts_now_ms() >= deadline)
+			return last;
+		usleep(50000);
+	}
+}
+
+static bool str_is(const char *a, const char *want)
+{
+	return !want || (a && !strcmp(a, want));
+}
+
+static const char *jstr(const json_t *o, const char *key)
+{
+	return json_string_value(json_object_get(o, key));
+}
+
+size_t ts_span_count(const json_t *trace, const char *service, const char *name)
+{
+	size_t i, n = 0;
+	json_t *s;
+	json_array_foreach(json_object_get(trace, "spans"), i, s)
+		n += str_is(jstr(s, "service"), service) && str_is(jstr(s, "name"), name);
+	return n;
+}
+
+const json_t *ts_span_find(const json_t *trace, const char *service, const char *name)
+{
+	size_t i;
+	json_t *s;
+	json_array_foreach(json_object_get(trace, "spans"), i, s)
+		if (str_is(jstr(s, "service"), service) && str_is(jstr(s, "name"), name))
+			return s;
+	return NULL;
+}
+
+const json_t *ts_span_by_id(const json_t *trace, const char *id)
+{
+	size_t i;
+	json_t *s;
+	if (!id || !*id)
+		return NULL;
+	json_array_foreach(json_object_get(trace, "spans"), i, s)
+		if (str_is(jstr(s, "spanId"), id))
+			return s;
+	return NULL;
+}
+
+const json_t *ts_span_parent(const json_t *trace, const json_t *span)
+{
+	return ts_span_by_id(trace, jstr(span, "parentSpanId"));
+}
+
+long long ts_span_int_attr(const json_t *span, const char *key)
+{
+	json_t *v = json_object_get(json_object_get(span, "attributes"), key);
+	return json_is_integer(v) ? (long long)json_integer_value(v) : -1;
+}
+
+static bool no_parent(const char *p)
+{
+	return !p || !*p || !strcmp(p, "0000000000000000");
+}
+
+bool ts_trace_has_shape_spans(const json_t *trace, const ts_span_shape *shape, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!ts_span_find(trace, shape[i].service, shape[i].name))
+			return false;
+	return true;
+}
+
+bool ts_trace_matches(const json_t *trace, const ts_span_shape *shape, size_t n,
+		      const char *caller_span, bool exact, char *why, size_t why_size)
+{
+	const json_t *spans = json_object_get(trace, "spans");
+	size_t i;
+	json_t *s;
+
+	if (!json_is_array(spans) || !json_array_size(spans)) {
+		snprintf(why, why_size, "no spans in the trace");
+		return false;
+	}
+	for (i = 0; i < n; i++) {
+		const ts_span_shape *e = &shape[i];
+		size_t count = ts_span_count(trace, e->service, e->name);
+		if (count != 1) {
+			snprintf(why, why_size, "span '%s' of %s: found %zu times, want once",
+				 e->name, e->service, count);
+			return false;
+		}
+		const json_t *sp = ts_span_find(trace, e->service, e->name);
+		if (!str_is(jstr(sp, "kind"), e->kind)) {
+			snprintf(why, why_size, "span '%s' of %s: kind %s, want %s", e->name,
+				 e->service, jstr(sp, "kind") ? jstr(sp, "kind") : "?", e->kind);
+			return false;
+		}
+		const char *pid = jstr(sp, "parentSpanId");
+		if (!e->parent_name) {
+			bool ok = caller_span ? str_is(pid, caller_span) : no_parent(pid);
+			if (!ok) {
+				snprintf(why, why_size, "span '%s' of %s: parent %s, want %s", e->name,
+					 e->service, pid && *pid ? pid : "(none)",
+					 caller_span ? caller_span : "(none: the root)");
+				return false;
+			}
+			continue;
+		}
+		const json_t *par = ts_span_parent(trace, sp);
+		if (!par || !str_is(jstr(par, "name"), e->parent_name) ||
+		    !str_is(jstr(par, "service"), e->parent_service)) {
+			snprintf(why, why_size, "span '%s' of %s: parent is '%s' of %s, want '%s' of %s",
+				 e->name, e->service, par ? jstr(par, "name") : "(missing)",
+				 par ? jstr(par, "service") : "-", e->parent_name, e->parent_service);
+			return false;
+		}
+	}
+	/* One root, no orphan: every parent is in the trace, except the
+	 * root's (none, or the caller's span). */
+	size_t roots = 0;
+	json_array_foreach(spans, i, s) {
+		const char *pid = jstr(s, "parentSpanId");
+		const char *tid = jstr(s, "traceId"), *want = jstr(trace, "traceId");
+		if (tid && want && strcmp(tid, want)) {
+			snprintf(why, why_size, "span '%s' has trace id %s, not %s", jstr(s, "name"),
+				 tid, want);
+			return false;
+		}
+		if (no_parent(pid) || (caller_span && !strcmp(pid, caller_span))) {
+			roots++;
+			continue;
+		}
+		if (!ts_span_by_id(trace, pid)) {
+			snprintf(why, why_size, "orphan span '%s' of %s: parent %s not in the trace",
+				 jstr(s, "name"), jstr(s, "service"), pid);
+			return false;
+		}
+	}
+	if (roots != 1) {
+		snprintf(why, why_size, "%zu root spans, want 1", roots);
+		return false;
+	}
+	if (exact && json_array_size(spans) != n) {
+		json_array_foreach(spans, i, s) {
+			bool listed = false;
+			for (size_t k = 0; k < n && !listed; k++)
+				listed = str_is(jstr(s, "service"), shape[k].service) &&
+					 str_is(jstr(s, "name"), shape[k].name);
+			if (!listed) {
+				snprintf(why, why_size, "unexpected span '%s' of %s (kind %s)",
+					 jstr(s, "name"), jstr(s, "service"), jstr(s, "kind"));
+				return false;
+			}
+		}
+	}
+	return true;
+}
+
+bool ts_get(const char *base, const char *path, ts_response *out)
+{
+	char u[1024];
+	snprintf(u, sizeof u, "%s%s", base, path);
+	return ts_http("GET", u, NULL, 0, NULL, out);
+}
+
+bool ts_queue_stats(const ts_proc *p, const char *name, long long *depth, long long *in_flight)
+{
+	ts_response r;
+	bool found = false;
+	size_t i;
+	json_t *q;
+
+	if (!ts_get(p->url, "/admin/queues", &r))
+		return false;
+	json_array_foreach(r.status == 200 ? r.json : NULL, i, q) {
+		if (!str_is(jstr(q, "name"), name))
+			continue;
+		if (depth)
+			*depth = (long long)json_integer_value(json_object_get(q, "depth"));
+		if (in_flight)
+			*in_flight = (long long)json_integer_value(json_object_get(q, "inFlight"));
+		found = true;
+		break;
+	}
+	ts_response_free(&r);
+	return found;
+}
+
+double ts_analytics_count(const ts_proc *p, const char *detail_type)
+{
+	char key[256];
+	ts_response r;
+	double v = 0;
+
+	snprintf(key, sizeof key, "analytics_events_total{detail_type=\"%s\"} ", detail_type);
+	if (!ts_get(p->url, "/metrics", &r))
+		return -1;
+	for (const char *line = r.body; line && *line;) {
+		if (!strncmp(line, key, strlen(key))) {
+			v = strtod(line + strlen(key), NULL);
+			break;
+		}
+		line = strchr(line, '\n');
+		if (line)
+			line++;
+	}
+	ts_response_free(&r);
+	return v;
+}
+
+int ts_run_capture(const char *const *argv, char *out, size_t size)
+{
+	int fds[2], st;
+	size_t len = 0;
+
+	out[0] = '\0';
+	if (pipe(fds))
+		return -1;
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(fds[0]);
+		close(fds[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		dup2(fds[1], 1);
+		close(fds[0]);
+		close(fds[1]);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	close(fds[1]);
+	for (;;) {
+		char buf[512];
+		ssize_t r = read(fds[0], buf, sizeof buf);
+		if (r <= 0)
+			break;
+		size_t take = (size_t)r;
+		if (len + take >= size)
+			take = size - 1 - len;
+		memcpy(out + len, buf, take);
+		len += take;
+		out[len] = '\0';
+	}
+	close(fds[0]);
+	if (waitpid(pid, &st, 0) != pid)
+		return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}

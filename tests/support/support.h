@@ -71,4 +71,62 @@ bool ts_trace_id(const ts_response *r, char out[33]);
 /* Runs a command line with /bin/sh, returns its exit status. */
 int ts_sh(const char *cmd);
 
+/* ------------------------------------------------ end-to-end helpers */
+
+/*
+ * Polls GET collector/api/traces/{trace_id} until done(trace, arg) says
+ * the answer is complete or timeout_ms (real) passes; returns the last
+ * answer (caller decrefs) or NULL when none came.
+ */
+typedef bool (*ts_trace_done_fn)(const json_t *trace, void *arg);
+json_t *ts_collector_trace_until(const ts_proc *p, const char *trace_id,
+				 ts_trace_done_fn done, void *arg, int timeout_ms);
+/* The spans of a trace answer whose service and name match (NULL: any). */
+size_t ts_span_count(const json_t *trace, const char *service, const char *name);
+/* The first such span (borrowed) or NULL. */
+const json_t *ts_span_find(const json_t *trace, const char *service, const char *name);
+/* The span of the trace whose spanId is id (borrowed) or NULL. */
+const json_t *ts_span_by_id(const json_t *trace, const char *id);
+/* The parent span of span inside trace (borrowed) or NULL. */
+const json_t *ts_span_parent(const json_t *trace, const json_t *span);
+/* Integer attribute of a span (-1 when absent or not an integer). */
+long long ts_span_int_attr(const json_t *span, const char *key);
+
+/*
+ * One expected span of a trace shape: who did it, its name, its kind
+ * ("SERVER", …) and the name + service of its parent (parent NULL: the
+ * root, or a child of the caller's context).
+ */
+typedef struct ts_span_shape {
+	const char *service, *name, *kind, *parent_service, *parent_name;
+} ts_span_shape;
+/*
+ * Checks a trace against a shape: every listed span exactly once, with its
+ * kind and parent; one root (the first entry; when caller_span is not
+ * NULL its parentSpanId must be caller_span instead); no orphan; every
+ * span in the trace listed (exact when exact). Writes the first problem
+ * into why and returns false.
+ */
+bool ts_trace_matches(const json_t *trace, const ts_span_shape *shape, size_t n,
+		      const char *caller_span, bool exact, char *why, size_t why_size);
+/* True when every span of shape is present (for ts_collector_trace_until). */
+bool ts_trace_has_shape_spans(const json_t *trace, const ts_span_shape *shape, size_t n);
+
+/* GET base+path, parsed; false when the request could not be made. */
+bool ts_get(const char *base, const char *path, ts_response *out);
+/*
+ * The queue named name in GET /admin/queues: depth and inFlight written
+ * (either may be NULL); false when the request or the queue is missing.
+ */
+bool ts_queue_stats(const ts_proc *p, const char *name, long long *depth, long long *in_flight);
+/* Value of analytics_events_total{detail_type="dt"} in GET /metrics (0 when absent). */
+double ts_analytics_count(const ts_proc *p, const char *detail_type);
+/* Milliseconds of a monotonic clock, for test deadlines. */
+long long ts_now_ms(void);
+/*
+ * Runs argv (NULL-terminated, argv[0] a path) capturing stdout into out
+ * (NUL-terminated, truncated to size); returns its exit status or -1.
+ */
+int ts_run_capture(const char *const *argv, char *out, size_t size);
+
 #endif
