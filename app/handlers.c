@@ -6,6 +6,8 @@
  * the runtime's and the fabric's job; handlers only add business attributes
  * (product.id, pricing.newPrice, …) to the span that is current.
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,212 +60,204 @@ static json_t *parse_text(const char *text, const char **problem)
 	return v;
 }
 
-/* The records of an SNS- or SQS-shaped event. */
-static const json_t *records(const runtime_invocation *inv)
+/*
+ * Every event-driven service works record by record: the runtime makes each
+ * record's `process` span current (runtime_for_each_record), its payload —
+ * the SNS Message or the SQS body — is parsed, and the service's record
+ * function does the business work. A record function reports failure
+ * through fail(): for a queue with partial batch responses only that record
+ * is retried, otherwise the whole invocation fails.
+ */
+typedef struct record {
+	app_services *svc;
+	runtime_result *res;
+	json_t *failures;        /* batchItemFailures, or NULL: whole batch */
+	const json_t *raw;       /* the record as delivered */
+	json_t *payload;         /* parsed Message/body, NULL when malformed */
+	const char *problem;     /* why payload is NULL */
+} record;
+
+typedef void (*record_fn)(record *r);
+
+static void fail(record *r, const char *type, const char *fmt, ...) TM_PRINTF(3, 4);
+
+static void fail(record *r, const char *type, const char *fmt, ...)
 {
-	return json_object_get(inv->event, "Records");
+	char msg[RUNTIME_ERROR_MESSAGE_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (r->failures) {
+		trace_span_record_error(trace_current_span(), type, msg, NULL);
+		json_array_append_new(r->failures, json_pack("{s:s}", "itemIdentifier",
+							  tm_json_str(r->raw, "messageId")));
+	} else {
+		runtime_result_error(r->res, type, "%s", msg);
+	}
 }
 
-static const char *sns_message(const json_t *record)
+struct drive {
+	app_services *svc;
+	runtime_result *res;
+	json_t *failures;
+	record_fn fn;
+};
+
+static bool drive_one(const runtime_invocation *inv, size_t i, const json_t *raw, void *arg)
 {
-	return tm_json_str(json_object_get(record, "Sns"), "Message");
+	struct drive *d = arg;
+	const char *text = tm_json_str(json_object_get(raw, "Sns"), "Message");
+	record r = {.svc = d->svc, .res = d->res, .failures = d->failures, .raw = raw};
+
+	(void)inv;
+	(void)i;
+	r.payload = parse_text(text ? text : tm_json_str(raw, "body"), &r.problem);
+	d->fn(&r);
+	json_decref(r.payload);
+	return true;
+}
+
+static void drive(const runtime_invocation *inv, runtime_result *res, app_services *svc,
+		  record_fn fn, bool partial)
+{
+	struct drive d = {.svc = svc, .res = res, .fn = fn,
+			  .failures = partial ? json_array() : NULL};
+	runtime_for_each_record(inv, drive_one, &d);
+	if (partial)
+		res->response = json_pack("{s:o}", "batchItemFailures", d.failures);
 }
 
 /* ----------------------------------------------------------------- pricing */
 
-static void pricing(const runtime_invocation *inv, runtime_result *res, void *arg)
+static void pricing(record *r)
 {
-	app_services *svc = arg;
-	const json_t *rec;
-	size_t i;
+	const char *problem = r->problem, *id;
+	double price;
+	bool no_change = false;
 
-	json_array_foreach(records(inv), i, rec) {
-		trace_scope sc = runtime_record_activate(inv, i);
-		const char *problem = NULL, *id;
-		double price;
-		bool no_change;
-		json_t *ev = parse_text(sns_message(rec), &problem);
-
-		if (ev && pricing_should_price(ev, &id, &price, &no_change, &problem)) {
-			pricing_bracket b[PRICING_BRACKETS];
-			tag("product.id", id);
-			trace_span_set_double(trace_current_span(), "pricing.newPrice", price);
-			pricing_brackets(price, b);
-			if (app_publish_json(svc->fabric, "price-calculated", pricing_event(id, b)))
-				runtime_result_error(res, "PublishFailed",
-						     "cannot publish PriceCalculated for %s", id);
-		} else if (ev && no_change) {
-			tag("product.id", id);
-			trace_span_set_bool(trace_current_span(), "pricing.noChange", true);
-		} else {
-			runtime_result_error(res, "InvalidEvent", "%s", problem ? problem : "invalid");
-		}
-		json_decref(ev);
-		trace_scope_end(&sc);
+	if (r->payload && pricing_should_price(r->payload, &id, &price, &no_change, &problem)) {
+		pricing_bracket b[PRICING_BRACKETS];
+		tag("product.id", id);
+		trace_span_set_double(trace_current_span(), "pricing.newPrice", price);
+		pricing_brackets(price, b);
+		if (app_publish_json(r->svc->fabric, "price-calculated", pricing_event(id, b)))
+			fail(r, "PublishFailed", "cannot publish PriceCalculated for %s", id);
+	} else if (no_change) {
+		tag("product.id", id);
+		trace_span_set_bool(trace_current_span(), "pricing.noChange", true);
+	} else {
+		fail(r, "InvalidEvent", "%s", problem ? problem : "invalid");
 	}
 }
 
 /* ------------------------------------------------------ product-api-worker */
 
-static void product_api_worker(const runtime_invocation *inv, runtime_result *res, void *arg)
+static void product_api_worker(record *r)
 {
-	app_services *svc = arg;
-	const json_t *rec;
-	size_t i;
+	const char *id = tm_json_str(r->payload, "productId");
+	const json_t *list = json_object_get(r->payload, "priceBrackers"), *item;
+	store_bracket b[STORE_BRACKETS_MAX];
+	size_t n = 0, j;
 
-	json_array_foreach(records(inv), i, rec) {
-		trace_scope sc = runtime_record_activate(inv, i);
-		const char *problem = NULL;
-		json_t *ev = parse_text(sns_message(rec), &problem);
-		const char *id = tm_json_str(ev, "productId");
-		const json_t *list = json_object_get(ev, "priceBrackers"), *item;
-		store_bracket b[STORE_BRACKETS_MAX];
-		size_t n = 0, j;
-
-		if (!id || !json_is_array(list) || json_array_size(list) > STORE_BRACKETS_MAX) {
-			runtime_result_error(res, "InvalidEvent", "%s",
-					     problem ? problem : "PriceCalculated is malformed");
-			goto next;
-		}
-		tag("product.id", id);
-		json_array_foreach(list, j, item) {
-			b[n].quantity = json_integer_value(json_object_get(item, "quantity"));
-			b[n++].price = json_number_value(json_object_get(item, "price"));
-		}
-		tm_err err = store_product_set_brackets(svc->repo, id, b, n);
-		if (err == TM_ERR_NOT_FOUND) /* deleted meanwhile: nothing to price */
-			tag("product.deleted", "true");
-		else if (err)
-			runtime_result_error(res, "StoreError", "cannot store brackets: %s",
-					     tm_strerror(err));
-next:
-		json_decref(ev);
-		trace_scope_end(&sc);
+	if (!id || !json_is_array(list) || json_array_size(list) > STORE_BRACKETS_MAX) {
+		fail(r, "InvalidEvent", "%s", r->problem ? r->problem : "PriceCalculated is malformed");
+		return;
 	}
+	tag("product.id", id);
+	json_array_foreach(list, j, item) {
+		b[n].quantity = json_integer_value(json_object_get(item, "quantity"));
+		b[n++].price = json_number_value(json_object_get(item, "price"));
+	}
+	tm_err err = store_product_set_brackets(r->svc->repo, id, b, n);
+	if (err == TM_ERR_NOT_FOUND) /* deleted meanwhile: nothing to price */
+		tag("product.deleted", "true");
+	else if (err)
+		fail(r, "StoreError", "cannot store brackets: %s", tm_strerror(err));
 }
 
 /* -------------------------------------------------- public-event-publisher */
 
-static void public_event_publisher(const runtime_invocation *inv, runtime_result *res,
-				   void *arg)
+/* The payload is the notification envelope of the private topic. */
+static void public_event_publisher(record *r)
 {
-	app_services *svc = arg;
-	char source[TOPO_NAME_MAX + 16];
-	const json_t *rec;
-	size_t i;
+	const char *problem = r->problem, *arn = tm_json_str(r->payload, "TopicArn");
+	json_t *ev = r->payload ? parse_text(tm_json_str(r->payload, "Message"), &problem) : NULL;
+	char topic[FABRIC_NAME_MAX + 1], source[TOPO_NAME_MAX + 16];
+	public_event pe = {0};
 
-	snprintf(source, sizeof source, "%s.orders", svc->env);
-	json_array_foreach(records(inv), i, rec) {
-		trace_scope sc = runtime_record_activate(inv, i);
-		const char *problem = NULL;
-		json_t *envelope = parse_text(tm_json_str(rec, "body"), &problem);
-		json_t *ev = envelope ? parse_text(tm_json_str(envelope, "Message"), &problem) : NULL;
-		char topic[FABRIC_NAME_MAX + 1];
-		public_event pe = {0};
-
-		if (!ev || fabric_name_from_arn("sns", tm_json_str(envelope, "TopicArn") ?
-						tm_json_str(envelope, "TopicArn") : "", topic) ||
-		    publisher_translate(topic, ev, &pe)) {
-			runtime_result_error(res, "InvalidEvent", "%s",
-					     problem ? problem : "not a product notification");
-			goto next;
-		}
-		tag("product.id", tm_json_str(ev, "productId"));
-		char *detail = tm_json_dump(pe.detail);
-		fabric_event e = {.source = source, .detail_type = pe.detail_type, .detail = detail};
-		fabric_result r;
-		size_t failed = 0;
-		if (!detail || fabric_bus_put_events(svc->fabric, &e, 1, &r, &failed) || failed)
-			runtime_result_error(res, "PutEventsFailed", "cannot put %s: %s",
-					     pe.detail_type, detail ? r.message : "out of memory");
-		free(detail);
-		json_decref(pe.detail);
-next:
-		json_decref(ev);
-		json_decref(envelope);
-		trace_scope_end(&sc);
+	if (!ev || !arn || fabric_name_from_arn("sns", arn, topic) ||
+	    publisher_translate(topic, ev, &pe)) {
+		fail(r, "InvalidEvent", "%s", problem ? problem : "not a product notification");
+		goto out;
 	}
+	tag("product.id", tm_json_str(ev, "productId"));
+	snprintf(source, sizeof source, "%s.orders", r->svc->env);
+	char *detail = tm_json_dump(pe.detail);
+	fabric_event e = {.source = source, .detail_type = pe.detail_type, .detail = detail};
+	fabric_result res;
+	size_t failed = 0;
+	if (!detail || fabric_bus_put_events(r->svc->fabric, &e, 1, &res, &failed) || failed)
+		fail(r, "PutEventsFailed", "cannot put %s: %s", pe.detail_type,
+		     detail ? res.message : "out of memory");
+	free(detail);
+	json_decref(pe.detail);
+out:
+	json_decref(ev);
 }
 
 /* ---------------------------------------------------------- inventory-acl */
 
 /* Invalid events are reported as batch item failures: they are retried
  * and finally dead-lettered, while valid ones in the batch go through. */
-static void inventory_acl(const runtime_invocation *inv, runtime_result *res, void *arg)
+static void inventory_acl(record *r)
 {
-	app_services *svc = arg;
-	json_t *failures = json_array();
-	const json_t *rec;
-	size_t i;
+	const char *problem = r->problem;
+	const char *id = r->payload ? acl_validate(json_object_get(r->payload, "detail"), &problem)
+				    : NULL;
 
-	json_array_foreach(records(inv), i, rec) {
-		trace_scope sc = runtime_record_activate(inv, i);
-		const char *problem = NULL;
-		json_t *ev = parse_text(tm_json_str(rec, "body"), &problem);
-		const char *id = ev ? acl_validate(json_object_get(ev, "detail"), &problem) : NULL;
-		tm_err err = TM_ERR_INVALID;
-
-		if (id) {
-			tag("product.id", id);
-			err = app_publish_json(svc->fabric, "inventory-product-added",
-					       json_pack("{s:s}", "productId", id));
-			if (err)
-				problem = "cannot publish ProductAdded";
-		}
-		if (err) {
-			trace_span_record_error(trace_current_span(), "SchemaValidationError",
-						problem ? problem : "invalid", NULL);
-			json_array_append_new(failures, json_pack("{s:s}", "itemIdentifier",
-								  tm_json_str(rec, "messageId")));
-		}
-		json_decref(ev);
-		trace_scope_end(&sc);
+	if (!id) {
+		fail(r, "SchemaValidationError", "%s", problem ? problem : "invalid");
+		return;
 	}
-	res->response = json_pack("{s:o}", "batchItemFailures", failures);
+	tag("product.id", id);
+	if (app_publish_json(r->svc->fabric, "inventory-product-added",
+			     json_pack("{s:s}", "productId", id)))
+		fail(r, "PublishFailed", "cannot publish ProductAdded for %s", id);
 }
 
 /* --------------------------------------------------------- stock-ordering */
 
-static void stock_ordering(const runtime_invocation *inv, runtime_result *res, void *arg)
+static void stock_ordering(record *r)
 {
-	app_services *svc = arg;
-	const json_t *rec;
-	size_t i;
+	app_services *svc = r->svc;
+	const char *id = tm_json_str(r->payload, "productId");
+	/* The message id names the execution, so a redelivered message finds
+	 * its execution already started instead of ordering stock twice. */
+	const char *name = tm_json_str(json_object_get(r->raw, "Sns"), "MessageId");
+	const char *msg = tm_json_str(json_object_get(r->raw, "Sns"), "Message");
+	trace_context parent;
+	char *arn = NULL;
 
-	json_array_foreach(records(inv), i, rec) {
-		trace_scope sc = runtime_record_activate(inv, i);
-		const char *msg = sns_message(rec), *problem = NULL;
-		json_t *ev = parse_text(msg, &problem);
-		const char *id = tm_json_str(ev, "productId");
-		/* The message id names the execution, so a redelivered message
-		 * finds its execution already started instead of ordering twice. */
-		const char *name = tm_json_str(json_object_get(rec, "Sns"), "MessageId");
-		trace_context parent;
-		char *arn = NULL;
-
-		if (!id) {
-			runtime_result_error(res, "InvalidEvent", "%s",
-					     problem ? problem : "ProductAdded has no productId");
-			goto next;
-		}
-		tag("product.id", id);
-		trace_span_context(trace_current_span(), &parent);
-		pthread_rwlock_rdlock(&svc->flow_lock);
-		tm_err err = svc->flow ? flow_engine_start(svc->flow, "stock-ordering", name, msg,
-							   &parent, &arn)
-				       : TM_ERR_CLOSED;
-		pthread_rwlock_unlock(&svc->flow_lock);
-		if (err == TM_ERR_EXISTS)
-			err = TM_OK;
-		if (err)
-			runtime_result_error(res, "StartExecutionFailed", "%s", tm_strerror(err));
-		else if (arn)
-			tag("stepfunctions.execution.arn", arn);
-		free(arn);
-next:
-		json_decref(ev);
-		trace_scope_end(&sc);
+	if (!id) {
+		fail(r, "InvalidEvent", "%s", r->problem ? r->problem : "ProductAdded has no productId");
+		return;
 	}
+	tag("product.id", id);
+	trace_span_context(trace_current_span(), &parent);
+	pthread_rwlock_rdlock(&svc->flow_lock);
+	tm_err err = svc->flow ? flow_engine_start(svc->flow, "stock-ordering", name, msg, &parent,
+						   &arn)
+			       : TM_ERR_CLOSED;
+	pthread_rwlock_unlock(&svc->flow_lock);
+	if (err == TM_ERR_EXISTS)
+		err = TM_OK;
+	if (err)
+		fail(r, "StartExecutionFailed", "%s", tm_strerror(err));
+	else if (arn)
+		tag("stepfunctions.execution.arn", arn);
+	free(arn);
 }
 
 /* The SetStockLevel task: a level between 50 and 99 for the product. */
@@ -307,37 +301,38 @@ static void count_event(app_services *svc, const char *dt)
 	pthread_mutex_unlock(&svc->counts_lock);
 }
 
-static void analytics(const runtime_invocation *inv, runtime_result *res, void *arg)
+/* Counting is best effort: a malformed event is logged, not retried. */
+static void analytics(record *r)
 {
-	app_services *svc = arg;
-	const json_t *rec;
-	size_t i;
+	const char *dt = tm_json_str(r->payload, "detail-type");
 
-	json_array_foreach(records(inv), i, rec) {
-		trace_scope sc = runtime_record_activate(inv, i);
-		const char *problem = NULL;
-		json_t *ev = parse_text(tm_json_str(rec, "body"), &problem);
-		const char *dt = tm_json_str(ev, "detail-type");
-
-		if (dt) {
-			count_event(svc, dt);
-			const char *labels[] = {"detail_type", dt, NULL};
-			trace_counter *c = trace_counter_get(svc->metrics, "analytics_events_total",
-							     "Events seen by analytics, per detail-type.",
-							     labels);
-			if (c)
-				trace_counter_add(c, 1);
-			tag("event.detail_type", dt);
-		} else {
-			/* Counting is best effort: a malformed event is logged, not retried. */
-			tm_log(TM_LOG_WARN, "analytics", "event without detail-type", "problem",
-			       problem ? problem : "no detail-type", NULL);
-		}
-		json_decref(ev);
-		trace_scope_end(&sc);
+	if (!dt) {
+		tm_log(TM_LOG_WARN, "analytics", "event without detail-type", "problem",
+		       r->problem ? r->problem : "no detail-type", NULL);
+		return;
 	}
-	(void)res;
+	count_event(r->svc, dt);
+	const char *labels[] = {"detail_type", dt, NULL};
+	trace_counter *c = trace_counter_get(r->svc->metrics, "analytics_events_total",
+					     "Events seen by analytics, per detail-type.", labels);
+	if (c)
+		trace_counter_add(c, 1);
+	tag("event.detail_type", dt);
 }
+
+/* The runtime entry points: partial = the queue trigger reports batch item
+ * failures (topology: reportBatchItemFailures). */
+#define RECORD_HANDLER(fn, partial)                                                        \
+	static void fn##_handler(const runtime_invocation *inv, runtime_result *res, void *arg) \
+	{                                                                                    \
+		drive(inv, res, arg, fn, partial);                                           \
+	}
+RECORD_HANDLER(pricing, false)
+RECORD_HANDLER(product_api_worker, false)
+RECORD_HANDLER(public_event_publisher, false)
+RECORD_HANDLER(inventory_acl, true)
+RECORD_HANDLER(stock_ordering, false)
+RECORD_HANDLER(analytics, false)
 
 runtime_handler_fn app_service_handler(const char *function)
 {
@@ -345,13 +340,13 @@ runtime_handler_fn app_service_handler(const char *function)
 		const char *name;
 		runtime_handler_fn fn;
 	} table[] = {
-		{"pricing", pricing},
-		{"product-api-worker", product_api_worker},
-		{"public-event-publisher", public_event_publisher},
-		{"inventory-acl", inventory_acl},
-		{"stock-ordering", stock_ordering},
+		{"pricing", pricing_handler},
+		{"product-api-worker", product_api_worker_handler},
+		{"public-event-publisher", public_event_publisher_handler},
+		{"inventory-acl", inventory_acl_handler},
+		{"stock-ordering", stock_ordering_handler},
 		{"set-stock-level", set_stock_level},
-		{"analytics", analytics},
+		{"analytics", analytics_handler},
 	};
 	for (size_t i = 0; i < TM_ARRAY_LEN(table); i++)
 		if (!strcmp(table[i].name, function))
