@@ -433,6 +433,10 @@ static void *poller_main(void *arg)
 	rt__mapping *map = arg;
 	unsigned failures = 0;
 
+	/* Spans the fabric starts while this thread receives (the move of a
+	 * message to its dead-letter queue) belong to the consuming service. */
+	trace_thread_set_service(map->fn->service);
+
 	for (;;) {
 		/* Receive only what an invoker can take at once: a message
 		 * waiting on us would burn its visibility timeout. */
