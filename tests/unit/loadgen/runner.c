@@ -141,14 +141,18 @@ static void on_trace(http_request *req, http_response *resp, void *arg)
 		"{\"spanId\":\"a4\",\"parentSpanId\":\"a3\",\"name\":\"send price-calculated\",\"service\":\"pricing\",\"kind\":\"producer\"},"
 		"{\"spanId\":\"a5\",\"parentSpanId\":\"a4\",\"name\":\"process price-calculated\",\"service\":\"product-api-worker\",\"kind\":5},"
 		"{\"spanId\":\"a6\",\"parentSpanId\":\"a2\",\"name\":\"process product-public-event-publisher\",\"service\":\"public-event-publisher\",\"kind\":\"consumer\"},"
-		"{\"spanId\":\"a7\",\"parentSpanId\":\"a6\",\"name\":\"put-events\",\"service\":\"public-event-publisher\",\"kind\":\"producer\"},"
+		"{\"spanId\":\"a7\",\"parentSpanId\":\"a6\",\"name\":\"send default\",\"service\":\"public-event-publisher\",\"kind\":\"producer\"},"
 		"{\"spanId\":\"a8\",\"parentSpanId\":\"a7\",\"name\":\"process inventory-acl\",\"service\":\"inventory-acl\",\"kind\":\"consumer\"},"
 		"{\"spanId\":\"a9\",\"parentSpanId\":\"a8\",\"name\":\"send inventory-product-added\",\"service\":\"inventory-acl\",\"kind\":\"producer\"},"
 		"{\"spanId\":\"b1\",\"parentSpanId\":\"a9\",\"name\":\"process inventory-product-added\",\"service\":\"stock-ordering\",\"kind\":\"consumer\"},"
 		"{\"spanId\":\"b2\",\"parentSpanId\":\"b1\",\"name\":\"execute stock-ordering\",\"service\":\"stock-ordering\",\"kind\":\"internal\"},"
 		"{\"spanId\":\"b3\",\"parentSpanId\":\"b2\",\"name\":\"Wait 3\",\"service\":\"stock-ordering\",\"kind\":\"internal\"},"
 		"{\"spanId\":\"b4\",\"parentSpanId\":\"b2\",\"name\":\"Wait 5\",\"service\":\"stock-ordering\",\"kind\":\"internal\"},"
-		"{\"spanId\":\"b5\",\"parentSpanId\":\"b2\",\"name\":\"SetStockLevel\",\"service\":\"stock-ordering\",\"kind\":\"internal\"}]}";
+		"{\"spanId\":\"b5\",\"parentSpanId\":\"b2\",\"name\":\"SetStockLevel\",\"service\":\"stock-ordering\",\"kind\":\"internal\"},"
+		"{\"spanId\":\"c1\",\"parentSpanId\":\"a1\",\"name\":\"INSERT products\",\"service\":\"product-api\",\"kind\":\"client\"},"
+		"{\"spanId\":\"c2\",\"parentSpanId\":\"a5\",\"name\":\"UPDATE products\",\"service\":\"product-api-worker\",\"kind\":\"client\"},"
+		"{\"spanId\":\"c3\",\"parentSpanId\":\"b5\",\"name\":\"invoke set-stock-level\",\"service\":\"stock-ordering\",\"kind\":\"server\"},"
+		"{\"spanId\":\"c4\",\"parentSpanId\":\"c3\",\"name\":\"UPSERT inventory\",\"service\":\"stock-ordering\",\"kind\":\"client\"}]}";
 	static const char broken[] =
 		"{\"traceId\":\"" BROKEN_TRACE "\",\"linkedFrom\":[],\"spans\":["
 		"{\"spanId\":\"a1\",\"name\":\"POST /product\",\"service\":\"product-api\",\"kind\":\"server\"},"
