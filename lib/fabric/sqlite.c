@@ -104,7 +104,7 @@ typedef struct wop {
 	bool done;
 	bool deferred;       /* OP_RECV already held back once */
 	tm_err err;
-	pthread_cond_t *cv;  /* the waiter's own: no thundering herd */
+	unsigned slot;       /* which done_cond its waiter sleeps on */
 	struct wop *next;
 	size_t n;
 	union {
@@ -137,6 +137,13 @@ struct sq {
 	pthread_mutex_t wmu;
 	pthread_cond_t wcond;       /* work or space for the writer */
 	pthread_cond_t space_cond;
+	/* Waiters sleep on done_cond[epoch & 1] of the epoch they queued in;
+	 * the writer starts a new epoch when it takes a batch and, after the
+	 * commit, broadcasts the slots its batch used: one wake-up call per
+	 * commit instead of one per operation, and ops queued meanwhile
+	 * (the other slot) are not woken for nothing. */
+	pthread_cond_t done_cond[2];
+	unsigned epoch;
 	wop *head, *tail;
 	size_t pending;
 	size_t queue_max, batch_max;
@@ -625,6 +632,7 @@ static void *writer_main(void *arg)
 				s->tail = NULL;
 			last->next = NULL;
 			s->pending -= taken;
+			s->epoch++;
 			pthread_cond_broadcast(&s->space_cond);
 		}
 		bool idle_flush = !batch || s->stop;
@@ -667,6 +675,7 @@ static void *writer_main(void *arg)
 		s->n_batches++;
 		s->n_ops += taken;
 
+		unsigned slots = 0;
 		pthread_mutex_lock(&s->wmu);
 		for (wop *o = batch, *nx; o; o = nx) {
 			nx = o->next;
@@ -679,9 +688,12 @@ static void *writer_main(void *arg)
 				free(o);
 			} else {
 				o->done = true;
-				pthread_cond_signal(o->cv);
+				slots |= 1u << o->slot;
 			}
 		}
+		for (unsigned i = 0; i < 2; i++)
+			if (slots & (1u << i))
+				pthread_cond_broadcast(&s->done_cond[i]);
 	}
 	pthread_mutex_unlock(&s->wmu);
 	return NULL;
@@ -703,6 +715,7 @@ static tm_err submit(sq *s, wop *o)
 		return TM_ERR_CLOSED;
 	}
 	o->next = NULL;
+	o->slot = s->epoch & 1;
 	if (s->tail)
 		s->tail->next = o;
 	else
@@ -715,14 +728,10 @@ static tm_err submit(sq *s, wop *o)
 		pthread_mutex_unlock(&s->wmu);
 		return TM_OK;
 	}
-	pthread_cond_t cv;
-	pthread_cond_init(&cv, NULL);
-	o->cv = &cv;
 	while (!o->done)
-		pthread_cond_wait(&cv, &s->wmu);
+		pthread_cond_wait(&s->done_cond[o->slot], &s->wmu);
 	err = o->err;
 	pthread_mutex_unlock(&s->wmu);
-	pthread_cond_destroy(&cv);
 	return err;
 }
 
@@ -1732,6 +1741,8 @@ static void sq_close(fabric_backend *b)
 	pthread_mutex_destroy(&s->wmu);
 	pthread_cond_destroy(&s->wcond);
 	pthread_cond_destroy(&s->space_cond);
+	pthread_cond_destroy(&s->done_cond[0]);
+	pthread_cond_destroy(&s->done_cond[1]);
 	pthread_cond_destroy(&s->receivers_cond);
 	free(s);
 }
@@ -1890,6 +1901,8 @@ tm_err fabric__sqlite_open(const fabric_config *cfg, fabric_backend **out)
 	pthread_mutex_init(&s->wmu, NULL);
 	cond_init_mono(&s->wcond);
 	pthread_cond_init(&s->space_cond, NULL);
+	pthread_cond_init(&s->done_cond[0], NULL);
+	pthread_cond_init(&s->done_cond[1], NULL);
 	pthread_cond_init(&s->receivers_cond, NULL);
 	s->queue_max = cfg->writer_queue_max ? cfg->writer_queue_max : 4096;
 	s->depth_max = cfg->queue_depth_max ? cfg->queue_depth_max : 1000000;
