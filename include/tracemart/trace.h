@@ -294,7 +294,8 @@ typedef enum trace_attr_type {
 /*
  * One attribute. As an argument the strings and arrays are borrowed for the
  * duration of the call (the span copies them); inside a finished span
- * (trace_span_data) they point into the span's own storage.
+ * (trace_span_data) they point into the span's own storage or, for
+ * strings the program holds read-only (literals), at the string itself.
  */
 typedef struct trace_attr {
 	const char *key;

@@ -3,6 +3,7 @@
  * getrandom(), so generating a trace or span id costs no syscall and no
  * lock. Not for cryptography.
  */
+#include <pthread.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -14,6 +15,20 @@ struct rng {
 };
 
 static __thread struct rng rng;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/* A forked child starts with a copy of its parent's state: without a
+ * reseed both would hand out the same ids. The child has one thread, the
+ * one that forked, so resetting its state is enough. */
+static void reseed_in_child(void)
+{
+	rng.seeded = false;
+}
+
+static void register_atfork(void)
+{
+	pthread_atfork(NULL, NULL, reseed_in_child);
+}
 
 static inline uint64_t rotl(uint64_t x, int k)
 {
@@ -33,6 +48,7 @@ static void seed(struct rng *r)
 	uint64_t seedv = 0;
 	size_t got = 0;
 
+	pthread_once(&atfork_once, register_atfork);
 	while (got < sizeof seedv) {
 		ssize_t n = getrandom((char *)&seedv + got, sizeof seedv - got, 0);
 		if (n <= 0)

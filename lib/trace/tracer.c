@@ -407,8 +407,22 @@ static inline uint64_t rotl64(uint64_t x, int k)
 	return (x << k) | (x >> (64 - k));
 }
 
+/* A forked child must not repeat its parent's ids (see base's rand.c). */
+static void ids_reseed_in_child(void)
+{
+	ids.seeded = false;
+}
+
+static void ids_register_atfork(void)
+{
+	pthread_atfork(NULL, NULL, ids_reseed_in_child);
+}
+
 static void ids_seed(void)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, ids_register_atfork);
 	do {
 		for (int i = 0; i < 4; i++)
 			ids.s[i] = tm_rand_u64();

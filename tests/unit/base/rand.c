@@ -4,6 +4,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include <tracemart/base.h>
@@ -52,6 +54,27 @@ static void rand_threads_get_different_streams(void **state)
 	assert_true(a != b);
 }
 
+static void a_forked_child_does_not_repeat_its_parents_ids(void **state)
+{
+	int fds[2];
+	uint64_t parent, child = 0;
+
+	(void)tm_rand_u64(); /* seeded before the fork */
+	assert_int_equal(pipe(fds), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		uint64_t v = tm_rand_u64();
+		_exit(write(fds[1], &v, sizeof v) == sizeof v ? 0 : 1);
+	}
+	parent = tm_rand_u64();
+	assert_int_equal(read(fds[0], &child, sizeof child), sizeof child);
+	waitpid(pid, NULL, 0);
+	close(fds[0]);
+	close(fds[1]);
+	assert_true(parent != child);
+}
+
 static void uuid4_has_version_and_variant(void **state)
 {
 	char u[37];
@@ -82,6 +105,7 @@ int main(void)
 		cmocka_unit_test(rand_below_stays_in_range_and_covers_it),
 		cmocka_unit_test(rand_ids_do_not_repeat),
 		cmocka_unit_test(rand_threads_get_different_streams),
+		cmocka_unit_test(a_forked_child_does_not_repeat_its_parents_ids),
 		cmocka_unit_test(uuid4_has_version_and_variant),
 		cmocka_unit_test(hex_round_trips_and_rejects_garbage),
 	};
