@@ -74,7 +74,15 @@ wrk_rps "$api_url/product/BENCHWIDGET" "${wrk_args[@]}" >/dev/null # warm-up
 full=$(wrk_rps "$api_url/product/BENCHWIDGET" "${wrk_args[@]}")
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 
-# 2. The API with its spans exported to a file (no collector in-process).
+# 2. As 1, sampling 10 % of the traces (OTEL_TRACES_SAMPLER), as one would
+#    under sustained load.
+OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.1 \
+  start_up sampled --collector-listen 127.0.0.1:0
+wrk_rps "$api_url/product/BENCHWIDGET" "${wrk_args[@]}" >/dev/null
+sampled=$(wrk_rps "$api_url/product/BENCHWIDGET" "${wrk_args[@]}")
+kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+
+# 3. The API with its spans exported to a file (no collector in-process).
 start_up file --collector-listen off
 wrk_rps "$api_url/product/BENCHWIDGET" "${wrk_args[@]}" >/dev/null
 file=$(wrk_rps "$api_url/product/BENCHWIDGET" "${wrk_args[@]}")
@@ -83,4 +91,5 @@ kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 ref=$(wrk_rps "http://127.0.0.1:$nginx_port/product/BENCHWIDGET" "${wrk_args[@]}")
 echo "GET /product/{id} (target >= 0.6x nginx; nginx serves a fixed 200: $ref req/s)"
 echo "  tracemart up, traced into the embedded collector: $full req/s, $(ratio "$full" "$ref")x"
+echo "  tracemart up, 10 % of traces sampled:              $sampled req/s, $(ratio "$sampled" "$ref")x"
 echo "  tracemart up, spans to a file (collector off):     $file req/s, $(ratio "$file" "$ref")x"
