@@ -54,7 +54,7 @@ static bool field_is(const char *k, size_t kn, const char *name)
 
 bool trace_xray_parse(const char *value, trace_context *ctx)
 {
-	uint8_t tid[16], sid[8];
+	uint8_t tid[16] = {0}, sid[8] = {0};
 	bool have_root = false, have_parent = false, sampled = false;
 	char lineage[TRACE_XRAY_LINEAGE_MAX + 1] = "";
 	const char *p = value;
