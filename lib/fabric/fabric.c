@@ -239,10 +239,25 @@ static size_t sqs_invalid_char(const char *text, size_t n)
 	const unsigned char *p = (const unsigned char *)text;
 
 	for (size_t i = 0; i < n;) {
-		unsigned c = p[i];
+		unsigned c;
 		size_t len;
 		uint32_t cp;
 
+		/* Fast path, 8 bytes at a time: all ASCII (no high bit) and none
+		 * below 0x20 (the classic "has byte less than" test, exact when
+		 * no byte has its high bit set). Bodies are mostly plain text; the
+		 * byte loop cost ~12 instructions a byte on the send path. */
+		while (n - i >= 8) {
+			uint64_t w;
+			memcpy(&w, p + i, 8);
+			const uint64_t hi = 0x8080808080808080ull;
+			if ((w & hi) || ((w - 0x2020202020202020ull) & ~w & hi))
+				break;
+			i += 8;
+		}
+		if (i >= n)
+			break;
+		c = p[i];
 		if (c < 0x80) {
 			if (c < 0x20 && c != 0x9 && c != 0xA && c != 0xD)
 				return i;
