@@ -124,12 +124,20 @@ async function post(url, body) {
   assert.equal(r.status, 200, 'POST /v1/traces: ' + (await r.text()));
 }
 
-async function waitForTrace(url, id) {
-  for (let i = 0; i < 100; i++) {
+// Ingest is asynchronous (a writer thread stores batches), so a trace can
+// be visible before all of it — or the trace linking into it — is stored:
+// poll until ready(trace) holds.
+async function waitForTrace(url, id, ready = () => true) {
+  let last = null;
+  for (let i = 0; i < 200; i++) {
     const r = await fetch(url + '/api/traces/' + id);
-    if (r.status === 200) return r.json();
+    if (r.status === 200) {
+      last = await r.json();
+      if (ready(last)) return last;
+    }
     await new Promise((res) => setTimeout(res, 100));
   }
+  if (last) return last; // let the assertions say what is missing
   throw new Error('trace ' + id + ' never became visible');
 }
 
@@ -139,8 +147,8 @@ async function main() {
   console.log('collector at ' + url);
   await post(url, traceA);
   await post(url, traceB);
-  const apiA = await waitForTrace(url, TA);
   await waitForTrace(url, TB);
+  const apiA = await waitForTrace(url, TA, (t) => t.spans.length === 8 && t.linkedFrom.length === 1);
   await check('API trace shape has every field of the issue', () => {
     assert.equal(apiA.traceId, TA);
     assert.equal(apiA.spans.length, 8);
