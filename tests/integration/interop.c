@@ -24,36 +24,6 @@
 static ts_proc proc;
 static char data_dir[256];
 
-/* docs/trace-shape.md's create flow (as in reference_app.c), the root being
- * the child of the caller's span. */
-static const ts_span_shape create_shape[] = {
-	{"product-api", "POST /product", "SERVER", NULL, NULL},
-	{"product-api", "INSERT products", "CLIENT", "product-api", "POST /product"},
-	{"product-api", "send product-created", "PRODUCER", "product-api", "POST /product"},
-	{"pricing", "process product-created", "CONSUMER", "product-api", "send product-created"},
-	{"pricing", "send price-calculated", "PRODUCER", "pricing", "process product-created"},
-	{"product-api-worker", "process price-calculated", "CONSUMER", "pricing",
-	 "send price-calculated"},
-	{"product-api-worker", "UPDATE products", "CLIENT", "product-api-worker",
-	 "process price-calculated"},
-	{"public-event-publisher", "process product-public-event-publisher", "CONSUMER",
-	 "product-api", "send product-created"},
-	{"public-event-publisher", "send default", "PRODUCER", "public-event-publisher",
-	 "process product-public-event-publisher"},
-	{"inventory-acl", "process inventory-acl", "CONSUMER", "public-event-publisher",
-	 "send default"},
-	{"inventory-acl", "send inventory-product-added", "PRODUCER", "inventory-acl",
-	 "process inventory-acl"},
-	{"stock-ordering", "process inventory-product-added", "CONSUMER", "inventory-acl",
-	 "send inventory-product-added"},
-	{"stock-ordering", "execute stock-ordering", "INTERNAL", "stock-ordering",
-	 "process inventory-product-added"},
-	{"stock-ordering", "Wait 3", "INTERNAL", "stock-ordering", "execute stock-ordering"},
-	{"stock-ordering", "Wait 5", "INTERNAL", "stock-ordering", "execute stock-ordering"},
-	{"stock-ordering", "SetStockLevel", "INTERNAL", "stock-ordering", "execute stock-ordering"},
-	{"stock-ordering", "invoke set-stock-level", "SERVER", "stock-ordering", "SetStockLevel"},
-	{"stock-ordering", "UPSERT inventory", "CLIENT", "stock-ordering", "invoke set-stock-level"},
-};
 
 static int setup(void **state)
 {
@@ -76,7 +46,7 @@ static int teardown(void **state)
 
 static bool shape_done(const json_t *trace, void *arg)
 {
-	return ts_trace_has_shape_spans(trace, create_shape, TM_ARRAY_LEN(create_shape));
+	return ts_trace_has_shape_spans(trace, ts_create_shape, ts_create_shape_len);
 }
 
 /*
@@ -104,7 +74,7 @@ static void expect_joined(const char *name, const char *header, const char *want
 	json_t *t = ts_collector_trace_until(&proc, want_trace, shape_done, NULL, DEADLINE_MS);
 	if (!t)
 		fail_msg("trace %s never reached the collector", want_trace);
-	if (!ts_trace_matches(t, create_shape, TM_ARRAY_LEN(create_shape), want_parent, true, why,
+	if (!ts_trace_matches(t, ts_create_shape, ts_create_shape_len, want_parent, true, why,
 			      sizeof why)) {
 		json_decref(t);
 		fail_msg("with %s: the flow did not join the caller's trace: %s", header, why);
@@ -145,7 +115,7 @@ static void datadog_headers_with_128_bit_tid_make_the_flow_join_the_callers_trac
 		fail_msg("Datadog context: traceresponse names trace %s, want %s", tid, want);
 	json_t *t = ts_collector_trace_until(&proc, want, shape_done, NULL, DEADLINE_MS);
 	assert_non_null(t);
-	if (!ts_trace_matches(t, create_shape, TM_ARRAY_LEN(create_shape), "0123456789abcdef", true,
+	if (!ts_trace_matches(t, ts_create_shape, ts_create_shape_len, "0123456789abcdef", true,
 			      why, sizeof why)) {
 		json_decref(t);
 		fail_msg("Datadog context: the flow did not join the caller's trace: %s", why);

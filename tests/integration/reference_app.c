@@ -29,40 +29,6 @@ static char create_trace[33]; /* a complete create trace, shared by two tests */
 
 /* --------------------------------------------------------------- shapes */
 
-/* docs/trace-shape.md, "POST /product (create)". */
-static const ts_span_shape create_shape[] = {
-	{"product-api", "POST /product", "SERVER", NULL, NULL},
-	{"product-api", "INSERT products", "CLIENT", "product-api", "POST /product"},
-	{"product-api", "send product-created", "PRODUCER", "product-api", "POST /product"},
-	{"pricing", "process product-created", "CONSUMER", "product-api", "send product-created"},
-	{"pricing", "send price-calculated", "PRODUCER", "pricing", "process product-created"},
-	{"product-api-worker", "process price-calculated", "CONSUMER", "pricing",
-	 "send price-calculated"},
-	{"product-api-worker", "UPDATE products", "CLIENT", "product-api-worker",
-	 "process price-calculated"},
-	{"public-event-publisher", "process product-public-event-publisher", "CONSUMER",
-	 "product-api", "send product-created"},
-	{"public-event-publisher", "send default", "PRODUCER", "public-event-publisher",
-	 "process product-public-event-publisher"},
-	{"inventory-acl", "process inventory-acl", "CONSUMER", "public-event-publisher",
-	 "send default"},
-	{"inventory-acl", "send inventory-product-added", "PRODUCER", "inventory-acl",
-	 "process inventory-acl"},
-	{"stock-ordering", "process inventory-product-added", "CONSUMER", "inventory-acl",
-	 "send inventory-product-added"},
-	{"stock-ordering", "execute stock-ordering", "INTERNAL", "stock-ordering",
-	 "process inventory-product-added"},
-	/*
-	 * The three state spans: their service ("stock-ordering" per the doc)
-	 * is checked on its own in workflow_state_spans_belong_to_stock_ordering,
-	 * so a wrong service.name does not hide the rest of the shape.
-	 */
-	{NULL, "Wait 3", "INTERNAL", "stock-ordering", "execute stock-ordering"},
-	{NULL, "Wait 5", "INTERNAL", "stock-ordering", "execute stock-ordering"},
-	{NULL, "SetStockLevel", "INTERNAL", "stock-ordering", "execute stock-ordering"},
-	{"stock-ordering", "invoke set-stock-level", "SERVER", NULL, "SetStockLevel"},
-	{"stock-ordering", "UPSERT inventory", "CLIENT", "stock-ordering", "invoke set-stock-level"},
-};
 
 /* "PUT /product (update)", price changed. */
 static const ts_span_shape update_shape[] = {
@@ -328,7 +294,7 @@ static void create_settled(const char *name, double price, const char *id, const
 	long long lvl = wait_stock(id);
 	assert_in_range(lvl, 50, 99);
 	/* ... and its trace is complete, so nothing of it leaks into later checks. */
-	struct shape_arg a = {create_shape, TM_ARRAY_LEN(create_shape), true};
+	struct shape_arg a = {ts_create_shape, ts_create_shape_len, true};
 	json_decref(ts_collector_trace_until(&proc, tid, shape_done, &a, DEADLINE_MS));
 }
 
@@ -365,7 +331,7 @@ static void create_leaves_one_connected_trace_through_every_service(void **state
 	json_decref(send_ok("POST", "/product", "{\"name\":\"Trace Shape Widget\",\"price\":100}", 201,
 			    tid));
 	wait_brackets("TRACESHAPEWIDGET", want);
-	json_t *t = expect_trace(tid, create_shape, TM_ARRAY_LEN(create_shape), true);
+	json_t *t = expect_trace(tid, ts_create_shape, ts_create_shape_len, true);
 
 	const json_t *pricing = ts_span_find(t, "pricing", "process product-created");
 	const json_t *attrs = json_object_get(pricing, "attributes");
@@ -380,7 +346,7 @@ static void create_leaves_one_connected_trace_through_every_service(void **state
 static void workflow_state_spans_belong_to_stock_ordering(void **state)
 {
 	static const char *const states[] = {"Wait 3", "Wait 5", "SetStockLevel"};
-	struct shape_arg a = {create_shape, TM_ARRAY_LEN(create_shape), false};
+	struct shape_arg a = {ts_create_shape, ts_create_shape_len, false};
 
 	assert_true(create_trace[0]);
 	json_t *t = ts_collector_trace_until(&proc, create_trace, shape_done, &a, DEADLINE_MS);

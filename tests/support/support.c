@@ -580,3 +580,36 @@ int ts_run_capture(const char *const *argv, char *out, size_t size)
 		return -1;
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
+
+/* docs/trace-shape.md, "POST /product (create)": every span of the product
+ * trace with its parent (analytics excepted: its spans have their own
+ * traces). The root's parent is the caller's span when there is one. */
+const ts_span_shape ts_create_shape[] = {
+	{"product-api", "POST /product", "SERVER", NULL, NULL},
+	{"product-api", "INSERT products", "CLIENT", "product-api", "POST /product"},
+	{"product-api", "send product-created", "PRODUCER", "product-api", "POST /product"},
+	{"pricing", "process product-created", "CONSUMER", "product-api", "send product-created"},
+	{"pricing", "send price-calculated", "PRODUCER", "pricing", "process product-created"},
+	{"product-api-worker", "process price-calculated", "CONSUMER", "pricing",
+	 "send price-calculated"},
+	{"product-api-worker", "UPDATE products", "CLIENT", "product-api-worker",
+	 "process price-calculated"},
+	{"public-event-publisher", "process product-public-event-publisher", "CONSUMER",
+	 "product-api", "send product-created"},
+	{"public-event-publisher", "send default", "PRODUCER", "public-event-publisher",
+	 "process product-public-event-publisher"},
+	{"inventory-acl", "process inventory-acl", "CONSUMER", "public-event-publisher",
+	 "send default"},
+	{"inventory-acl", "send inventory-product-added", "PRODUCER", "inventory-acl",
+	 "process inventory-acl"},
+	{"stock-ordering", "process inventory-product-added", "CONSUMER", "inventory-acl",
+	 "send inventory-product-added"},
+	{"stock-ordering", "execute stock-ordering", "INTERNAL", "stock-ordering",
+	 "process inventory-product-added"},
+	{"stock-ordering", "Wait 3", "INTERNAL", "stock-ordering", "execute stock-ordering"},
+	{"stock-ordering", "Wait 5", "INTERNAL", "stock-ordering", "execute stock-ordering"},
+	{"stock-ordering", "SetStockLevel", "INTERNAL", "stock-ordering", "execute stock-ordering"},
+	{"stock-ordering", "invoke set-stock-level", "SERVER", "stock-ordering", "SetStockLevel"},
+	{"stock-ordering", "UPSERT inventory", "CLIENT", "stock-ordering", "invoke set-stock-level"},
+};
+const size_t ts_create_shape_len = sizeof ts_create_shape / sizeof ts_create_shape[0];

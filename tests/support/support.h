@@ -107,6 +107,10 @@ typedef struct ts_span_shape {
  * span in the trace listed (exact when exact). Writes the first problem
  * into why and returns false.
  */
+/* The create flow of docs/trace-shape.md. */
+extern const ts_span_shape ts_create_shape[];
+extern const size_t ts_create_shape_len;
+
 bool ts_trace_matches(const json_t *trace, const ts_span_shape *shape, size_t n,
 		      const char *caller_span, bool exact, char *why, size_t why_size);
 /* True when every span of shape is present (for ts_collector_trace_until). */
