@@ -460,11 +460,12 @@ static void dset_build(sq *s, wop *batch)
 	}
 }
 
+/* The writer's statements bind every parameter on every row (NULLs
+ * explicitly), so the bindings need no clearing between rows. */
 static int step_reset(sqlite3_stmt *st)
 {
 	int rc = sqlite3_step(st);
 	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
 	return rc;
 }
 
@@ -484,8 +485,12 @@ static tm_err run_op(sq *s, wop *o)
 			sqlite3_bind_blob(st, 4, r->body, (int)r->body_len, SQLITE_STATIC);
 			if (r->attrs)
 				sqlite3_bind_text(st, 5, r->attrs, -1, SQLITE_STATIC);
+			else
+				sqlite3_bind_null(st, 5);
 			if (r->trace_header)
 				sqlite3_bind_text(st, 6, r->trace_header, -1, SQLITE_STATIC);
+			else
+				sqlite3_bind_null(st, 6);
 			sqlite3_bind_int64(st, 7, (sqlite3_int64)r->sent_ns);
 			sqlite3_bind_int64(st, 8, (sqlite3_int64)r->visible_ns);
 			sqlite3_bind_int64(st, 9, (sqlite3_int64)r->expire_ns);
