@@ -297,6 +297,21 @@ static void send_rejects_message_over_max_size_with_clear_error(void **state)
 	bad.body = "h\xc3\xa9llo \xf0\x9f\x93\xa6\t\n";
 	bad.body_len = strlen(bad.body);
 	assert_int_equal(fabric_queue_send(t->f, "small", &bad, &r), TM_OK);
+	/* Long bodies are checked 8 bytes at a time: a bad byte at any offset,
+	 * past the first word and in the tail, is still found. */
+	char longb[101];
+	for (size_t pos = 0; pos < 100; pos += 7) {
+		memset(longb, 'x', 100);
+		longb[100] = '\0';
+		longb[pos] = pos % 2 ? '\x02' : '\x80';
+		fabric_send_entry lb = { .body = longb, .body_len = 100, .delay_ms = -1 };
+		assert_int_equal(fabric_queue_send(t->f, "small", &lb, &r), TM_ERR_INVALID);
+		assert_string_equal(r.code, "InvalidMessageContents");
+	}
+	memset(longb, 'x', 100);
+	memcpy(longb + 90, "\xc3\xa9", 2);
+	fabric_send_entry good = { .body = longb, .body_len = 100, .delay_ms = -1 };
+	assert_int_equal(fabric_queue_send(t->f, "small", &good, &r), TM_OK);
 	/* The setting itself is bounded. */
 	a.max_message_size = 100;
 	assert_int_equal(fabric_queue_create(t->f, "tiny", &a), TM_ERR_INVALID);
