@@ -88,8 +88,15 @@ wrk_rps "$api_url/product/BENCHWIDGET" "${wrk_args[@]}" >/dev/null
 file=$(wrk_rps "$api_url/product/BENCHWIDGET" "${wrk_args[@]}")
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 
+# 4. The API alone, tracing switched off (OTEL_SDK_DISABLED).
+OTEL_SDK_DISABLED=true start_up untraced --collector-listen off
+wrk_rps "$api_url/product/BENCHWIDGET" "${wrk_args[@]}" >/dev/null
+untraced=$(wrk_rps "$api_url/product/BENCHWIDGET" "${wrk_args[@]}")
+kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+
 ref=$(wrk_rps "http://127.0.0.1:$nginx_port/product/BENCHWIDGET" "${wrk_args[@]}")
 echo "GET /product/{id} (target >= 0.6x nginx; nginx serves a fixed 200: $ref req/s)"
 echo "  tracemart up, traced into the embedded collector: $full req/s, $(ratio "$full" "$ref")x"
 echo "  tracemart up, 10 % of traces sampled:              $sampled req/s, $(ratio "$sampled" "$ref")x"
 echo "  tracemart up, spans to a file (collector off):     $file req/s, $(ratio "$file" "$ref")x"
+echo "  tracemart up, tracing off (OTEL_SDK_DISABLED):     $untraced req/s, $(ratio "$untraced" "$ref")x"
