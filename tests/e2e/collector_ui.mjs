@@ -10,26 +10,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createRequire } from 'node:module';
 
-const here = path.dirname(new URL(import.meta.url).pathname);
-const CHROMIUM = process.env.TM_CHROMIUM || '/usr/bin/chromium';
-const BIN = process.env.TM_BINARY;
-const OUT = path.join(process.env.TM_BUILD_DIR || os.tmpdir(), 'e2e-screenshots');
-
-let chromium;
-try {
-  chromium = createRequire(path.join(here, 'package.json'))('playwright-core').chromium;
-} catch (e) {
-  console.log('SKIP: playwright-core is not installed (run scripts/test-deps.sh)');
-  process.exit(77);
-}
-if (!fs.existsSync(CHROMIUM)) {
-  console.log('SKIP: ' + CHROMIUM + ' not found (scripts/deps.sh test installs chromium)');
-  process.exit(77);
-}
-assert.ok(BIN && fs.existsSync(BIN), 'TM_BINARY must name the tracemart binary');
-fs.mkdirSync(OUT, { recursive: true });
+import { BIN, CHROMIUM, OUT, chromium } from './env.mjs';
 
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tm-e2e-collector-'));
 const profileDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tm-e2e-chromium-'));
