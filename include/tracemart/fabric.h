@@ -114,6 +114,10 @@ typedef struct fabric_config {
 	 * also in memory). A send past it fails with TM_ERR_LIMIT
 	 * (OverLimit); concurrent sends may overshoot it by their batches. */
 	size_t queue_depth_max;
+	/* Embedded backend: once its message log exceeds this many bytes and
+	 * is more than half dead, the live messages of its oldest rows are
+	 * copied forward so those rows can go (64 MiB; tests lower it). */
+	size_t log_compact_bytes;
 	trace_tracer *tracer;       /* NULL: the global tracer */
 	bool no_tracing;            /* no spans, no context injection */
 } fabric_config;

@@ -31,6 +31,7 @@ void fabric_config_init(fabric_config *cfg)
 	cfg->writer_batch_max = 4096;
 	cfg->function_threads = 2;
 	cfg->queue_depth_max = 1000000;
+	cfg->log_compact_bytes = (size_t)64 << 20;
 }
 
 void fabric__result_set(fabric_result *r, tm_err err, const char *code, const char *fmt, ...)

@@ -1,0 +1,267 @@
+/*
+ * The embedded backend's message log (lib/fabric/sqlite.c): what a reopen
+ * replays (sends, receive counts, visibility, deletes, moves to and from a
+ * dead-letter queue), the deletion of dead rows, the copy-forward of live
+ * messages out of old rows, the conversion of a version-1 database, and a
+ * damaged row refusing the open instead of guessing.
+ */
+#include <sqlite3.h>
+
+#include "fabric_test.h"
+
+/* Runs sql against the closed database file; returns the first column of
+ * the first row as an integer (0 when none). */
+static long long db_int(ftest *t, const char *sql)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	long long v = 0;
+
+	assert_int_equal(sqlite3_open(t->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+static void db_exec(ftest *t, const char *sql)
+{
+	sqlite3 *db;
+
+	assert_int_equal(sqlite3_open(t->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+static void send_attr(fabric *f, const char *queue, const char *body, char *id)
+{
+	fabric_attr a = { .name = "color", .type = "String", .value = "blue" };
+	fabric_send_entry e = { .body = body, .body_len = strlen(body), .delay_ms = -1,
+				.attrs = &a, .nattrs = 1 };
+	fabric_result r;
+
+	assert_int_equal(fabric_queue_send(f, queue, &e, &r), TM_OK);
+	snprintf(id, 40, "%s", r.id);
+}
+
+static size_t recv_n(fabric *f, const char *queue, unsigned max, int64_t vis_ms,
+		     fabric_message *m)
+{
+	fabric_receive_opts o = { .max_messages = max, .wait_ms = 0,
+				  .visibility_timeout_ms = vis_ms };
+	size_t n = 0;
+
+	assert_int_equal(fabric_queue_receive(f, queue, &o, m, &n), TM_OK);
+	return n;
+}
+
+static void clear_all(fabric_message *m, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		fabric_message_clear(&m[i]);
+}
+
+static void reopen_replays_every_kind_of_change(void **state)
+{
+	ftest *t = *state;
+	char ids[4][40];
+	fabric_message m[10];
+	fabric_queue_stats st;
+	const char *bodies[] = { "one", "two", "three", "four" };
+
+	make_queue(t->f, "dlq", NULL, 0);
+	make_queue(t->f, "q", "dlq", 2);
+	for (int i = 0; i < 4; i++)
+		send_attr(t->f, "q", bodies[i], ids[i]);
+
+	/* Everything received once (count 1) and visible again at once. */
+	assert_int_equal(recv_n(t->f, "q", 10, 0, m), 4);
+	assert_int_equal(fabric_queue_delete_message(t->f, "q", m[0].receipt_handle), TM_OK);
+	clear_all(m, 4);
+	/* "two" in flight for a long time (count 2). */
+	assert_int_equal(recv_n(t->f, "q", 1, 3600 * 1000, m), 1);
+	assert_string_equal(m[0].body, "two");
+	assert_int_equal(m[0].receive_count, 2);
+	clear_all(m, 1);
+	/* "three" and "four" a second time, then the receive that would be
+	 * their third moves them to the dead-letter queue. */
+	assert_int_equal(recv_n(t->f, "q", 10, 0, m), 2);
+	clear_all(m, 2);
+	assert_int_equal(recv_n(t->f, "q", 10, 0, m), 0);
+
+	ftest_reopen(t);
+	ftest_reopen(t); /* a second replay, of what the first one left */
+
+	assert_int_equal(fabric_queue_stats_get(t->f, "q", &st), TM_OK);
+	assert_int_equal(st.visible, 0);
+	assert_int_equal(st.in_flight, 1);
+	size_t n = 0;
+	assert_int_equal(fabric_queue_peek(t->f, "dlq", 10, m, &n), TM_OK);
+	assert_int_equal(n, 2);
+	for (size_t i = 0; i < n; i++) {
+		assert_string_equal(m[i].body, bodies[2 + i]);
+		assert_string_equal(m[i].message_id, ids[2 + i]);
+		assert_string_equal(m[i].source_queue, "q");
+		assert_int_equal(m[i].receive_count, 2);
+		assert_true(m[i].first_receive_ns >= m[i].sent_ns);
+		assert_string_equal(fabric_message_attr(&m[i], "color"), "blue");
+	}
+	clear_all(m, n);
+
+	/* Redrive back, reopen: they are in q again with fresh counts. */
+	uint64_t moved = 0;
+	assert_int_equal(fabric_dlq_redrive(t->f, "dlq", NULL, &moved), TM_OK);
+	assert_int_equal(moved, 2);
+	ftest_reopen(t);
+	assert_int_equal(recv_n(t->f, "q", 10, 60000, m), 2);
+	for (size_t i = 0; i < 2; i++) {
+		assert_int_equal(m[i].receive_count, 1);
+		assert_string_equal(m[i].source_queue, "");
+	}
+	clear_all(m, 2);
+}
+
+static void dead_rows_are_deleted_and_the_log_stays_small(void **state)
+{
+	ftest *t = *state;
+	fabric_message m;
+
+	make_queue(t->f, "q", NULL, 0);
+	/* One transaction per call: a row per send and per delete. */
+	for (int i = 0; i < 600; i++) {
+		send_text(t->f, "q", "payload", NULL);
+		assert_int_equal(recv_one(t->f, "q", 0, -1, &m), 1);
+		assert_int_equal(fabric_queue_delete_message(t->f, "q", m.receipt_handle), TM_OK);
+		fabric_message_clear(&m);
+	}
+	send_text(t->f, "q", "survivor", NULL);
+	fabric_close(t->f);
+	t->f = NULL;
+	long long rows = db_int(t, "SELECT count(*) FROM log");
+	assert_true(rows > 0);
+	assert_true(rows < 600); /* about 1200 rows were written */
+	ftest_open(t);
+	assert_int_equal(recv_one(t->f, "q", 0, -1, &m), 1);
+	assert_string_equal(m.body, "survivor");
+	fabric_message_clear(&m);
+	assert_int_equal(recv_one(t->f, "q", 0, -1, &m), 0);
+}
+
+static void live_messages_are_copied_forward_out_of_old_rows(void **state)
+{
+	ftest *t = *state;
+	fabric_config cfg;
+	fabric_message m;
+	char body[2048];
+
+	fabric_close(t->f);
+	fabric_config_init(&cfg);
+	cfg.path = t->path;
+	cfg.log_compact_bytes = 64 << 10;
+	assert_int_equal(fabric_open(&cfg, &t->f), TM_OK);
+
+	make_queue(t->f, "keep", NULL, 0);
+	make_queue(t->f, "flow", NULL, 0);
+	send_text(t->f, "keep", "kept-1", NULL);
+	send_text(t->f, "keep", "kept-2", NULL);
+	/* 2 MiB through another queue: without copy-forward the two kept
+	 * messages would pin every row written after theirs. */
+	memset(body, 'x', sizeof body - 1);
+	body[sizeof body - 1] = '\0';
+	for (int i = 0; i < 1024; i++) {
+		send_text(t->f, "flow", body, NULL);
+		assert_int_equal(recv_one(t->f, "flow", 0, -1, &m), 1);
+		assert_int_equal(fabric_queue_delete_message(t->f, "flow", m.receipt_handle),
+				 TM_OK);
+		fabric_message_clear(&m);
+	}
+	fabric_close(t->f);
+	t->f = NULL;
+	long long bytes = db_int(t, "SELECT sum(length(data)) FROM log");
+	assert_true(bytes < 1024 * 1024);
+	/* The first rows (the kept sends) are gone: copied forward. */
+	assert_true(db_int(t, "SELECT min(id) FROM log") > 3);
+
+	assert_int_equal(fabric_open(&cfg, &t->f), TM_OK);
+	assert_int_equal(recv_one(t->f, "keep", 0, -1, &m), 1);
+	assert_string_equal(m.body, "kept-1");
+	fabric_message_clear(&m);
+	assert_int_equal(recv_one(t->f, "keep", 0, -1, &m), 1);
+	assert_string_equal(m.body, "kept-2");
+	fabric_message_clear(&m);
+	assert_int_equal(recv_one(t->f, "flow", 0, -1, &m), 0);
+}
+
+static void a_version_1_database_is_converted(void **state)
+{
+	ftest *t = *state;
+	fabric_message m;
+
+	make_queue(t->f, "q", NULL, 0);
+	fabric_close(t->f);
+	t->f = NULL;
+	/* What version 1 wrote: one row per message, no log. */
+	db_exec(t, "DROP TABLE log; PRAGMA user_version = 1;"
+		   "INSERT INTO message (id, queue, message_id, body, attrs, trace_header,"
+		   " sent_ns, visible_ns, expire_ns, recv_count, first_recv_ns)"
+		   " SELECT 7, id, 'f2b7c1de-0000-4000-8000-000000000007', 'legacy',"
+		   " '{\"k\":{\"DataType\":\"String\",\"StringValue\":\"v\"}}', NULL,"
+		   " 1000, 1000, 9000000000000000000, 3, 2000 FROM queue WHERE name = 'q'");
+	ftest_open(t);
+	fabric_close(t->f);
+	t->f = NULL;
+	assert_int_equal(db_int(t, "SELECT count(*) FROM message"), 0);
+	assert_int_equal(db_int(t, "PRAGMA user_version"), 2);
+	ftest_open(t);
+	assert_int_equal(recv_one(t->f, "q", 0, -1, &m), 1);
+	assert_string_equal(m.body, "legacy");
+	assert_string_equal(m.message_id, "f2b7c1de-0000-4000-8000-000000000007");
+	assert_int_equal(m.receive_count, 4);
+	assert_int_equal(m.sent_ns, 1000);
+	assert_string_equal(fabric_message_attr(&m, "k"), "v");
+	fabric_message_clear(&m);
+	/* New messages continue after the converted one's sequence. */
+	send_text(t->f, "q", "new", NULL);
+	assert_int_equal(recv_one(t->f, "q", 0, -1, &m), 1);
+	assert_string_equal(m.body, "new");
+	fabric_message_clear(&m);
+}
+
+static void a_damaged_row_refuses_the_open(void **state)
+{
+	ftest *t = *state;
+	fabric_config cfg;
+	fabric *g = NULL;
+
+	make_queue(t->f, "q", NULL, 0);
+	send_text(t->f, "q", "precious", NULL);
+	fabric_close(t->f);
+	t->f = NULL;
+	db_exec(t, "UPDATE log SET data = substr(data, 1, length(data) - 5)"
+		   " WHERE id = (SELECT max(id) FROM log)");
+	fabric_config_init(&cfg);
+	cfg.path = t->path;
+	assert_int_equal(fabric_open(&cfg, &g), TM_ERR_DB);
+	assert_null(g);
+	/* Nothing was changed: the row is still there to be looked at. */
+	assert_true(db_int(t, "SELECT count(*) FROM log") > 0);
+	ftest_remove_files(t);
+	ftest_paths(t);
+	ftest_open(t);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, ftest_setup, ftest_teardown)
+		T(reopen_replays_every_kind_of_change),
+		T(dead_rows_are_deleted_and_the_log_stays_small),
+		T(live_messages_are_copied_forward_out_of_old_rows),
+		T(a_version_1_database_is_converted),
+		T(a_damaged_row_refuses_the_open),
+#undef T
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
