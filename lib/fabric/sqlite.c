@@ -65,7 +65,8 @@ static const char *const writer_sql[W__COUNT] = {
  *       Z(expire_ns - sent_ns) first_recv (0 = none, else
  *       Z(first_recv_ns - sent_ns) + 1), then message_id (length 0 and 16
  *       bytes for a lowercase UUID, else length and text), body (length and
- *       bytes), attrs and trace_header (length + 1 and text, 0 = none)
+ *       bytes), attrs (length + 1 and text, 0 = none), trace_header (see
+ *       enc_trace)
  *       -- a message with its whole state (a send, or a copy-forward);
  *       Z() is the zigzag form of a signed difference: small numbers, since
  *       the bytes a message costs in the log are what bounds throughput;
@@ -671,6 +672,50 @@ static void uuid_unpack(const unsigned char in[16], char out[37])
 	*p = '\0';
 }
 
+/*
+ * The front end's compact trace context (tracing.c) starts "~1<mode>\n"
+ * and 50 lowercase hex digits (trace id, span id, flags) and a newline;
+ * those digits are stored as 25 bytes: the context is a quarter of what a
+ * traced message costs in the log. Field: 0 none, 1 packed (mode byte, 25
+ * bytes, then the rest from the newline as length-prefixed bytes), else
+ * length + 2 and the text.
+ */
+#define TRACE_HEX 50
+
+static bool trace_packable(const char *th, size_t n)
+{
+	if (n < 5 + TRACE_HEX || th[0] != '~' || th[1] != '1' || th[3] != '\n' ||
+	    th[4 + TRACE_HEX] != '\n')
+		return false;
+	for (size_t i = 4; i < 4 + TRACE_HEX; i++)
+		if (hexval(th[i]) < 0)
+			return false;
+	return true;
+}
+
+static void enc_trace(sq *s, const char *th)
+{
+	size_t n = th ? strlen(th) : 0;
+
+	if (!th) {
+		enc_varint(s, 0);
+	} else if (trace_packable(th, n)) {
+		enc_varint(s, 1);
+		if (!enc_reserve(s, 1 + TRACE_HEX / 2))
+			return;
+		s->enc[s->enc_n++] = (unsigned char)th[2];
+		for (size_t i = 4; i < 4 + TRACE_HEX; i += 2)
+			s->enc[s->enc_n++] = (unsigned char)(hexval(th[i]) << 4 | hexval(th[i + 1]));
+		enc_bytes(s, th + 4 + TRACE_HEX, n - 4 - TRACE_HEX);
+	} else {
+		enc_varint(s, n + 2);
+		if (n && enc_reserve(s, n)) {
+			memcpy(s->enc + s->enc_n, th, n);
+			s->enc_n += n;
+		}
+	}
+}
+
 static void enc_reset(sq *s)
 {
 	s->enc_n = 0;
@@ -737,7 +782,7 @@ static uint64_t enc_put(sq *s, const mrec *r)
 	}
 	enc_bytes(s, r->body, r->body_len);
 	enc_opt_str(s, r->attrs);
-	enc_opt_str(s, r->trace_header);
+	enc_trace(s, r->trace_header);
 	return row;
 }
 
@@ -2266,6 +2311,54 @@ static tm_err load_legacy(sq *s, size_t *count)
 	return err;
 }
 
+/* The trace field (see enc_trace): *out is malloc'ed text, NULL when none
+ * or on a decode error (d->bad) or no memory (returns true, *out NULL). */
+static bool dec_trace(dec *d, char **out)
+{
+	static const char hex[] = "0123456789abcdef";
+	uint64_t kind = dec_varint(d);
+	size_t n;
+	bool present;
+
+	*out = NULL;
+	if (d->bad || !kind)
+		return false;
+	if (kind == 1) {
+		if (d->end - d->p < 1 + TRACE_HEX / 2) {
+			d->bad = true;
+			return false;
+		}
+		const unsigned char *packed = d->p;
+		d->p += 1 + TRACE_HEX / 2;
+		const unsigned char *rest = dec_bytes(d, false, &n, &present);
+		if (d->bad)
+			return false;
+		char *t = malloc(4 + TRACE_HEX + n + 1);
+		if (!t)
+			return true;
+		t[0] = '~';
+		t[1] = '1';
+		t[2] = (char)packed[0];
+		t[3] = '\n';
+		for (size_t i = 0; i < TRACE_HEX / 2; i++) {
+			t[4 + 2 * i] = hex[packed[1 + i] >> 4];
+			t[5 + 2 * i] = hex[packed[1 + i] & 15];
+		}
+		memcpy(t + 4 + TRACE_HEX, rest, n);
+		t[4 + TRACE_HEX + n] = '\0';
+		*out = t;
+		return true;
+	}
+	n = (size_t)(kind - 2);
+	if (kind - 2 > (uint64_t)(d->end - d->p)) {
+		d->bad = true;
+		return false;
+	}
+	*out = strndup((const char *)d->p, n);
+	d->p += n;
+	return true;
+}
+
 /* Applies one log row. A row that does not decode is an error: the file
  * was damaged or written by something else, and guessing would lose or
  * resurrect messages. */
@@ -2300,8 +2393,8 @@ static tm_err replay_row(sq *s, uint64_t row, const unsigned char *p, size_t n)
 			uint64_t v[7];
 			for (int i = 0; i < 7; i++)
 				v[i] = dec_varint(&d);
-			size_t il, bl, al, tl;
-			bool ip, bp, ap, tp;
+			size_t il, bl, al;
+			bool ip, bp, ap;
 			char uuid[37];
 			const unsigned char *id = dec_bytes(&d, false, &il, &ip);
 			if (!d.bad && !il) {
@@ -2316,12 +2409,12 @@ static tm_err replay_row(sq *s, uint64_t row, const unsigned char *p, size_t n)
 			}
 			const unsigned char *body = dec_bytes(&d, false, &bl, &bp);
 			const unsigned char *at = dec_bytes(&d, true, &al, &ap);
-			const unsigned char *th = dec_bytes(&d, true, &tl, &tp);
+			char *ts = NULL;
+			bool tp = dec_trace(&d, &ts);
 			if (d.bad)
 				break;
 			/* The strings are not NUL-terminated in the row. */
 			char *as = ap ? strndup((const char *)at, al) : NULL;
-			char *ts = tp ? strndup((const char *)th, tl) : NULL;
 			mrec *r = NULL;
 			if ((ap && !as) || (tp && !ts))
 				err = TM_ERR_NOMEM;

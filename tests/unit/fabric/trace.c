@@ -473,6 +473,58 @@ static void trace_context_stays_with_its_message_under_concurrent_load(void **st
 	assert_int_equal(wrong, 0);
 }
 
+/* The context is stored compactly (packed in the message log) and
+ * rendered again on the way out: after a reopen the message carries
+ * exactly what it carried before, tracestate included. */
+static void trace_context_survives_a_reopen_byte_for_byte(void **state)
+{
+	tfix *x = *state;
+	trace_scope sc;
+	fabric_message before, after;
+	size_t n = 0;
+
+	make_queue(x->t.f, "q", NULL, 0);
+	trace_span *p = parent_start(x, &sc);
+	send_text(x->t.f, "q", "payload", NULL);
+	trace_scope_end(&sc);
+	trace_span_end(p, 0);
+	/* A context the front end did not make (tracestate, Datadog tags):
+	 * kept as sent. */
+	fabric_attr dd = { .name = "_datadog", .type = "String",
+			   .value = "{\"traceparent\":\"00-0af7651916cd43dd8448eb211c80319c-"
+				    "b7ad6b7169203331-01\",\"tracestate\":\"congo=t61rcWkgMzE\"}" };
+	fabric_send_entry e = { .body = "x", .body_len = 1, .delay_ms = -1, .attrs = &dd,
+				.nattrs = 1 };
+	fabric_result r;
+	assert_int_equal(fabric_queue_send(x->t.f, "q", &e, &r), TM_OK);
+
+	fabric_message m1[2], m2[2];
+	assert_int_equal(fabric_queue_peek(x->t.f, "q", 2, m1, &n), TM_OK);
+	assert_int_equal(n, 2);
+	fabric_close(x->t.f);
+	fabric_config fc;
+	fabric_config_init(&fc);
+	fc.path = x->t.path;
+	fc.tracer = x->tracer;
+	assert_int_equal(fabric_open(&fc, &x->t.f), TM_OK);
+	assert_int_equal(fabric_queue_peek(x->t.f, "q", 2, m2, &n), TM_OK);
+	assert_int_equal(n, 2);
+	for (size_t i = 0; i < 2; i++) {
+		before = m1[i];
+		after = m2[i];
+		assert_true(before.trace_header[0] != '\0');
+		assert_string_equal(before.trace_header, after.trace_header);
+		char *a = json_dumps(before.attributes, JSON_SORT_KEYS);
+		char *b = json_dumps(after.attributes, JSON_SORT_KEYS);
+		assert_non_null(a);
+		assert_string_equal(a, b);
+		free(a);
+		free(b);
+		fabric_message_clear(&m1[i]);
+		fabric_message_clear(&m2[i]);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -484,6 +536,7 @@ int main(void)
 		T(move_to_dlq_is_a_span_in_the_producer_trace_with_the_delivery_count),
 		T(every_message_of_a_batch_carries_the_batch_context),
 		T(trace_context_stays_with_its_message_under_concurrent_load),
+		T(trace_context_survives_a_reopen_byte_for_byte),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
