@@ -24,7 +24,7 @@ static struct {
 	bool no_tracing;
 	bool no_raw;
 	char dir[256];
-} opt = { .messages = 500000, .body = 100, .producers = 16, .consumers = 8,
+} opt = { .messages = 500000, .body = 100, .producers = 16, .consumers = 16,
 	  .raw_batch = 1000 };
 
 static void die(const char *what)

@@ -151,7 +151,9 @@ typedef struct wop {
 	bool deferred;       /* OP_RECV already held back once */
 	bool indexed;        /* OP_PUT: the writer made its messages visible */
 	tm_err err;
-	sem_t done;          /* posted by the writer after the commit (sync ops) */
+	sem_t done;          /* posted after the commit (sync ops) */
+	struct wop *wake_next; /* the next sync op of its batch: woken by this
+				* op's caller, not by the writer */
 	struct wop *next;
 	size_t n;
 	union {
@@ -186,10 +188,12 @@ struct sq {
 	pthread_mutex_t wmu;
 	pthread_cond_t wcond;       /* work or space for the writer */
 	pthread_cond_t space_cond;
-	/* A waiter sleeps on its op's own semaphore: the writer posts each
-	 * after the commit, so waking one does not make all of them fight
-	 * for wmu (a broadcast did: half of the benchmark's context switches
-	 * were that mutex). */
+	/* A waiter sleeps on its op's own semaphore: waking one does not
+	 * make all of them fight for wmu (a broadcast did: half of the
+	 * benchmark's context switches were that mutex). The writer posts
+	 * only the first op of a batch and each woken caller posts the next:
+	 * a futex wake costs microseconds here, and the writer's time is the
+	 * throughput. */
 	wop *head, *tail;
 	size_t pending;
 	size_t queue_max, batch_max;
@@ -1143,8 +1147,9 @@ static void *writer_main(void *arg)
 		s->n_batches++;
 		s->n_ops += taken;
 
+		wop *first = NULL, **chain = &first;
 		for (wop *o = batch, *nx; o; o = nx) {
-			nx = o->next; /* o may be gone once posted */
+			nx = o->next;
 			if (berr)
 				o->err = berr;
 			if (o->async) {
@@ -1153,9 +1158,14 @@ static void *writer_main(void *arg)
 					       "error", tm_strerror(o->err), NULL);
 				free(o);
 			} else {
-				sem_post(&o->done);
+				o->wake_next = NULL;
+				*chain = o;
+				chain = &o->wake_next;
 			}
 		}
+		/* Each op stays alive until it is posted: its caller waits. */
+		if (first)
+			sem_post(&first->done);
 		pthread_mutex_lock(&s->wmu);
 	}
 	pthread_mutex_unlock(&s->wmu);
@@ -1195,6 +1205,8 @@ static tm_err submit(sq *s, wop *o)
 	pthread_mutex_unlock(&s->wmu);
 	while (sem_wait(&o->done) && errno == EINTR)
 		;
+	if (o->wake_next)
+		sem_post(&o->wake_next->done);
 	sem_destroy(&o->done);
 	err = o->err;
 	return err;
