@@ -288,6 +288,37 @@ static bool num_equal(const struct fp_num *n, const json_t *v)
 	return json_number_value(v) == n->d;
 }
 
+/*
+ * event-ruler compares numbers as ComparableNumbers: decimals scaled by 1e6
+ * into a long, so only values within +-5e11 with at most six decimals have
+ * one (ComparableNumber.generate). An event number without one never
+ * satisfies a numeric range; a pattern operand without one is invalid.
+ */
+#define FP_NUM_LIMIT 5e11
+
+static bool comparable_number(double d)
+{
+	double r, q;
+
+	if (!(d >= -FP_NUM_LIMIT && d <= FP_NUM_LIMIT))
+		return false;
+	r = d * 1e6;
+	q = (double)(int64_t)(r + (r >= 0 ? 0.5 : -0.5));
+	/* Allow the rounding error of the scaling itself (301.8 * 1e6 is
+	 * not exactly an integer in binary). */
+	double tol = (r >= 0 ? r : -r) * 1e-12;
+	return r - q <= (tol > 1e-7 ? tol : 1e-7) && q - r <= (tol > 1e-7 ? tol : 1e-7);
+}
+
+static bool comparable_json_number(const json_t *v)
+{
+	if (json_is_integer(v)) {
+		json_int_t i = json_integer_value(v);
+		return i >= -(json_int_t)500000000000LL && i <= (json_int_t)500000000000LL;
+	}
+	return comparable_number(json_number_value(v));
+}
+
 static bool wild_match(const struct fp_wild *w, const char *s, size_t len)
 {
 	size_t pos = 0, first = 0, last = w->nsegs;
@@ -353,7 +384,7 @@ static bool operand_match(const struct fp_matcher *m, size_t i, const json_t *v)
 	case OP_NULL:
 		return json_is_null(v);
 	case OP_NUMERIC: {
-		if (!json_is_number(v))
+		if (!json_is_number(v) || !comparable_json_number(v))
 			return false;
 		double d = json_number_value(v);
 		if (m->has_lo && (m->lo_incl ? d < m->lo : d <= m->lo))
@@ -1166,6 +1197,10 @@ static bool parse_numeric(struct compiler *cc, const char *path, const json_t *v
 			return fail(cc, TM_ERR_INVALID, path,
 				    "numeric operator \"%s\" expects a number, not %s",
 				    op, json_type_name(x));
+		if (!comparable_json_number(x))
+			return fail(cc, TM_ERR_INVALID, path,
+				    "numeric operand %.17g must be between -5e11 and 5e11 with at "
+				    "most 6 decimals", json_number_value(x));
 		double d = json_number_value(x);
 		if (!strcmp(op, "=")) {
 			if (n != 2)
@@ -1337,6 +1372,12 @@ static bool parse_anything_but(struct compiler *cc, const char *path,
 	if (!m->v.nums)
 		return oom(cc);
 	for (size_t i = 0; i < n; i++) {
+		/* event-ruler turns anything-but numbers into ComparableNumbers
+		 * and rejects those that have none. */
+		if (!comparable_json_number(vals[i]))
+			return fail(cc, TM_ERR_INVALID, path,
+				    "anything-but number %.17g must be between -5e11 and 5e11 "
+				    "with at most 6 decimals", json_number_value(vals[i]));
 		m->v.nums[i].d = json_number_value(vals[i]);
 		m->v.nums[i].is_int = json_is_integer(vals[i]);
 		m->v.nums[i].i = json_is_integer(vals[i]) ? json_integer_value(vals[i]) : 0;
