@@ -1558,7 +1558,18 @@ static bool add_fields(struct compiler *cc, const json_t *obj, tm_buf *path,
 				return oom(cc);
 			if (!parse_leaf(cc, path->data, path->len, v, it->leaf))
 				return false;
-			and->n++;
+			/* event-ruler keeps one value list per path and the
+			 * later one overrides ({"a.b": …, "a": {"b": …}}). */
+			size_t j = 0;
+			while (j < and->n && !(and->items[j].leaf &&
+					       and->items[j].leaf->path_len == path->len &&
+					       !memcmp(and->items[j].leaf->path, path->data, path->len)))
+				j++;
+			if (j < and->n) {
+				and->items[j].leaf = it->leaf;
+				it->leaf = NULL; /* the slot is reused */
+			} else
+				and->n++;
 		} else {
 			return fail(cc, TM_ERR_INVALID, path->data,
 				    "match values must be in an array, e.g. [%s], not %s",

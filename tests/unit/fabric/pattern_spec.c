@@ -178,6 +178,13 @@ static void paths_descend_objects_and_keys_may_hold_dots(void **state)
 		/* Fields are ANDed, values ORed [ER-readme] "Default And". */
 		{"{'a':['x','y'],'b':['z']}", "{'a':'y','b':'z'}", true},
 		{"{'a':['x','y'],'b':['z']}", "{'a':'y'}", false},
+		/* [ER-comp] writeRules puts one value list per flattened path:
+		 * when a pattern names a path twice, the later list wins. */
+		{"{'a.b':['x'],'a':{'b':['y']}}", "{'a':{'b':'y'}}", true},
+		{"{'a.b':['x'],'a':{'b':['y']}}", "{'a':{'b':'x'}}", false},
+		{"{'a':{'b':['y']},'a.b':['x']}", "{'a':{'b':'x'}}", true},
+		{"{'a.b':['x'],'a':{'b':['y']},'$or':[{'c':[1]},{'d':[2]}]}",
+		 "{'a':{'b':'y'},'d':2}", true},
 		/* Unknown event fields are ignored [AWS-ops]. */
 		{"{'a':['x']}", "{'a':'x','b':{'c':[1,2]}}", true},
 	};
