@@ -153,6 +153,45 @@ void fabric_pattern_free(fabric_pattern *p)
  * is what lets suffix-ignore-case compare from the end without folding the
  * event value into a buffer. Other scripts compare exactly.
  */
+/* Bicameral blocks beyond the common ones, again only where both cases
+ * have the same UTF-8 length (event-ruler accepts each character's Java
+ * lower- and upper-case forms). */
+static uint32_t fold_cp_more(uint32_t c)
+{
+	/* Pairs laid out upper, lower: even code point is the capital. */
+	if ((c >= 0x1DE && c <= 0x1EF) || (c >= 0x1F8 && c <= 0x21F) ||
+	    (c >= 0x222 && c <= 0x233) || (c >= 0x3D8 && c <= 0x3EF) ||
+	    (c >= 0x460 && c <= 0x481) || (c >= 0x48A && c <= 0x4BF) ||
+	    (c >= 0x4D0 && c <= 0x52F) || (c >= 0x1E00 && c <= 0x1E95) ||
+	    (c >= 0x1EA0 && c <= 0x1EFF) || (c >= 0x2C80 && c <= 0x2CE3))
+		return c | 1;
+	/* Pairs laid out the other way: odd code point is the capital. */
+	if ((c >= 0x1CD && c <= 0x1DC) || (c >= 0x4C1 && c <= 0x4CE))
+		return (c & 1) ? c + 1 : c;
+	if (c == 0x4C0)
+		return 0x4CF;
+	/* Greek capitals with tonos. */
+	if (c == 0x386)
+		return 0x3AC;
+	if (c >= 0x388 && c <= 0x38A)
+		return c + 37;
+	if (c == 0x38C)
+		return 0x3CC;
+	if (c == 0x38E || c == 0x38F)
+		return c + 63;
+	if (c >= 0x531 && c <= 0x556) /* Armenian */
+		return c + 48;
+	if (c >= 0x2160 && c <= 0x216F) /* Roman numerals */
+		return c + 16;
+	if (c >= 0x24B6 && c <= 0x24CF) /* circled letters */
+		return c + 26;
+	if (c >= 0x2C00 && c <= 0x2C2F) /* Glagolitic */
+		return c + 48;
+	if (c >= 0xFF21 && c <= 0xFF3A) /* fullwidth Latin */
+		return c + 32;
+	return c;
+}
+
 static uint32_t fold_cp(uint32_t c)
 {
 	if (c < 0x80)
@@ -175,7 +214,7 @@ static uint32_t fold_cp(uint32_t c)
 		return c + 32;
 	if (c >= 0x400 && c <= 0x40F)
 		return c + 80;
-	return c;
+	return fold_cp_more(c);
 }
 
 /* Decodes one UTF-8 character of at most avail bytes; returns its length

@@ -370,6 +370,15 @@ static void equals_ignore_case_folds_letters(void **state)
 		{"{'n':[{'equals-ignore-case':'\\u041f\\u0420\\u0418'}]}",
 		 "{'n':'\\u043f\\u0440\\u0438'}", true},
 		{"{'n':[{'equals-ignore-case':'\\u00e9'}]}", "{'n':'e'}", false},
+		/* ... and further bicameral scripts: Vietnamese, Armenian,
+		 * accented Greek, fullwidth Latin, extended Cyrillic. */
+		{"{'n':[{'equals-ignore-case':'Vi\\u1ec6t'}]}", "{'n':'VI\\u1ec7T'}", true},
+		{"{'n':[{'equals-ignore-case':'\\u0531\\u0532'}]}", "{'n':'\\u0561\\u0562'}", true},
+		{"{'n':[{'equals-ignore-case':'\\u0386'}]}", "{'n':'\\u03ac'}", true},
+		{"{'n':[{'equals-ignore-case':'\\uff21\\uff22'}]}", "{'n':'\\uff41\\uff42'}", true},
+		{"{'n':[{'equals-ignore-case':'\\u04d0'}]}", "{'n':'\\u04d1'}", true},
+		{"{'n':[{'equals-ignore-case':'\\u04c1'}]}", "{'n':'\\u04c2'}", true},
+		{"{'s':[{'suffix':{'equals-ignore-case':'\\u1ec6T'}}]}", "{'s':'vi\\u1ec7t'}", true},
 		/* Empty operand: only the empty string. */
 		{"{'n':[{'equals-ignore-case':''}]}", "{'n':''}", true},
 		{"{'n':[{'equals-ignore-case':''}]}", "{'n':' '}", false},
