@@ -428,7 +428,8 @@ tm_err trace_exporters_parse(const char *s, unsigned *mask /* OUT */) TM_WARN_UN
 /*
  * In-process sink: receives each batch of finished spans on the exporter
  * thread (or the ending thread with the synchronous processor). The spans
- * are only valid during the call: copy what you keep. Must not block long.
+ * are only valid during the call: copy what you keep. It may wait for room
+ * (back-pressure reaches the processor's queue) but must bound the wait.
  */
 typedef void (*trace_sink_fn)(const trace_span_data *const *spans, size_t n,
 			      const trace_resource *res, void *arg);
@@ -468,6 +469,13 @@ typedef struct trace_config {
 	uint32_t bsp_export_timeout_ms;  /* 30000 */
 	uint32_t bsp_max_queue_size;     /* 2048 (rounded up to a power of two) */
 	uint32_t bsp_max_export_batch_size; /* 512 */
+	/* TRACEMART_BSP_BLOCK_TIMEOUT: how long (real ms) a thread ending a
+	 * span waits for room when the queue is full, instead of dropping the
+	 * span at once (OTel's rule, kept with 0). The wait ends as soon as
+	 * the exporter frees a slot; once one wait runs out, spans are dropped
+	 * without waiting until the exporter completes an export again, so a
+	 * dead backend cannot slow the application down. Default 1000. */
+	uint32_t bsp_block_timeout_ms;
 
 	unsigned exporters;           /* TRACE_EXPORT_* mask */
 	/* OTLP: full URL of the traces endpoint. */
@@ -517,7 +525,8 @@ typedef struct trace_stats {
 	uint64_t spans_started;
 	uint64_t spans_sampled;
 	uint64_t spans_ended;
-	uint64_t spans_dropped;        /* queue full */
+	uint64_t spans_dropped;        /* queue full (after the block timeout) */
+	uint64_t spans_waited;         /* span ends that waited for queue room */
 	uint64_t spans_exported;       /* handed to exporters successfully */
 	uint64_t export_failures;      /* failed exporter calls (all exporters) */
 	uint64_t attrs_dropped;        /* over the attribute count limit */

@@ -35,6 +35,7 @@ void trace_config_init(trace_config *cfg)
 	cfg->bsp_export_timeout_ms = 30000;
 	cfg->bsp_max_queue_size = 2048;
 	cfg->bsp_max_export_batch_size = 512;
+	cfg->bsp_block_timeout_ms = 1000;
 	copy(cfg->otlp_endpoint, sizeof cfg->otlp_endpoint, "http://localhost:4318/v1/traces");
 	cfg->otlp_timeout_ms = 10000;
 	cfg->otlp_max_retries = 5;
@@ -200,6 +201,7 @@ void trace_config_from_env(trace_config *cfg)
 	env_u32("OTEL_BSP_EXPORT_TIMEOUT", 1, 3600000, &cfg->bsp_export_timeout_ms);
 	env_u32("OTEL_BSP_MAX_QUEUE_SIZE", 1, 1u << 24, &cfg->bsp_max_queue_size);
 	env_u32("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 1, 1u << 24, &cfg->bsp_max_export_batch_size);
+	env_u32("TRACEMART_BSP_BLOCK_TIMEOUT", 0, 3600000, &cfg->bsp_block_timeout_ms);
 
 	/* Datadog agent address: DD_TRACE_AGENT_URL > DD_AGENT_HOST + port. */
 	const char *host = env("DD_AGENT_HOST");

@@ -120,6 +120,7 @@ struct trace_tracer {
 		char pad[32];
 	} hot[TRACE_STAT_STRIPES + 1] __attribute__((aligned(64)));
 	uint64_t n_exported, n_export_failures, n_attrs_dropped;
+	uint64_t n_waited;       /* span ends that waited for queue room */
 };
 
 tm_err trace__bsp_start(trace_tracer *t) TM_WARN_UNUSED;

@@ -599,6 +599,7 @@ void trace_tracer_metrics(const trace_tracer *t, trace_metrics *m)
 		{"tracemart_trace_spans_sampled_total", "Spans started and recorded.", 0},
 		{"tracemart_trace_spans_ended_total", "Recorded spans ended.", 0},
 		{"tracemart_trace_spans_dropped_total", "Spans dropped because the export queue was full.", 0},
+		{"tracemart_trace_spans_waited_total", "Span ends that waited for room in the export queue.", 0},
 		{"tracemart_trace_spans_exported_total", "Spans handed to every exporter successfully.", 0},
 		{"tracemart_trace_export_failures_total", "Failed exporter calls.", 0},
 		{"tracemart_trace_attributes_dropped_total", "Attributes over the span attribute limit.", 0},
@@ -612,9 +613,10 @@ void trace_tracer_metrics(const trace_tracer *t, trace_metrics *m)
 	vals[1] = st.spans_sampled;
 	vals[2] = st.spans_ended;
 	vals[3] = st.spans_dropped;
-	vals[4] = st.spans_exported;
-	vals[5] = st.export_failures;
-	vals[6] = st.attrs_dropped;
+	vals[4] = st.spans_waited;
+	vals[5] = st.spans_exported;
+	vals[6] = st.export_failures;
+	vals[7] = st.attrs_dropped;
 	pthread_mutex_lock(&mu); /* read-then-add must not interleave */
 	for (size_t i = 0; i < TM_ARRAY_LEN(rows); i++) {
 		p = &rows[i];

@@ -2,8 +2,9 @@
  * Batch span processor: a bounded lock-free ring (Vyukov's bounded MPMC
  * queue) between the threads ending spans and one exporter thread, and a
  * second ring recycling span memory back to the producers in chains.
- * Ending a span is a CAS and a store: it never blocks and never allocates;
- * a full ring drops the span and counts it.
+ * Ending a span is a CAS and a store and never allocates; only when the
+ * ring is full does it wait (bounded, bsp_block_timeout_ms) for the
+ * exporter to make room, and drop the span — counted and logged — after.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -119,8 +120,13 @@ struct trace__bsp {
 	pthread_mutex_t mu;
 	pthread_cond_t wake;     /* to the exporter thread */
 	pthread_cond_t flushed;  /* from the exporter thread */
+	pthread_cond_t room;     /* to producers waiting on a full ring */
+	unsigned waiters;        /* atomic; changed under mu */
+	bool stalled;            /* atomic: a wait ran out; drop until an export ends */
 	bool stop;
 	bool idle;               /* atomic: the exporter sleeps on `wake` */
+	uint64_t drops_logged;   /* exporter thread: drops already reported */
+	uint64_t drop_log_ns;    /* exporter thread: last report */
 	uint64_t flush_req, flush_done;
 	const trace_span_data **out; /* batch scratch, exporter thread only */
 	trace_span **held;
@@ -134,11 +140,60 @@ static uint64_t roundup_pow2(uint64_t v)
 	return p;
 }
 
+/* The exporter thread of this processor, if the caller is it: it must
+ * never wait for room it alone can make. */
+static __thread const trace__bsp *tls_exporter;
+
+static void abs_deadline_real(struct timespec *ts, uint64_t ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	uint64_t ns = (uint64_t)ts->tv_nsec + ms * TM_NS_PER_MS;
+	ts->tv_sec += (time_t)(ns / TM_NS_PER_S);
+	ts->tv_nsec = (long)(ns % TM_NS_PER_S);
+}
+
+/*
+ * Back-pressure on a full ring: the producers are threads of this process,
+ * so waiting a little for the exporter costs a busy system some latency
+ * where dropping would cost it a broken trace. Bounded in real time (the
+ * exporter's work is CPU work, which the clock scale does not shorten);
+ * after one wait runs out the processor is "stalled" and later producers
+ * drop at once until an export completes.
+ */
+static uint64_t push_waiting(trace__bsp *b, trace_span *s)
+{
+	uint64_t pos = UINT64_MAX;
+	struct timespec dl;
+
+	if (!b->t->cfg.bsp_block_timeout_ms || tls_exporter == b ||
+	    __atomic_load_n(&b->stalled, __ATOMIC_RELAXED))
+		return UINT64_MAX;
+	__atomic_fetch_add(&b->t->n_waited, 1, __ATOMIC_RELAXED);
+	abs_deadline_real(&dl, b->t->cfg.bsp_block_timeout_ms);
+	pthread_mutex_lock(&b->mu);
+	/* Pairs with the exporter's fence after it frees cells: either this
+	 * push sees the room or the exporter sees a waiter and signals. */
+	__atomic_fetch_add(&b->waiters, 1, __ATOMIC_SEQ_CST);
+	pthread_cond_signal(&b->wake);
+	while (!b->stop && !__atomic_load_n(&b->stalled, __ATOMIC_RELAXED)) {
+		if ((pos = ring_push(&b->q, s)) != UINT64_MAX)
+			break;
+		if (pthread_cond_timedwait(&b->room, &b->mu, &dl) == ETIMEDOUT) {
+			if ((pos = ring_push(&b->q, s)) == UINT64_MAX)
+				__atomic_store_n(&b->stalled, true, __ATOMIC_RELAXED);
+			break;
+		}
+	}
+	__atomic_fetch_sub(&b->waiters, 1, __ATOMIC_SEQ_CST);
+	pthread_mutex_unlock(&b->mu);
+	return pos;
+}
+
 bool trace__bsp_enqueue(trace__bsp *b, trace_span *s)
 {
 	uint64_t pos = ring_push(&b->q, s);
-	if (pos == UINT64_MAX)
-		return false; /* full */
+	if (pos == UINT64_MAX && (pos = push_waiting(b, s)) == UINT64_MAX)
+		return false; /* full, and no room came in time */
 	/* Wake the exporter about once per batch, not per span: the lock is
 	 * taken on 1/batch of the ends only. A power-of-two mask (the largest
 	 * ≤ batch) instead of `% batch`: a division is ~10 ns on the hot path,
@@ -219,8 +274,17 @@ static size_t export_one_batch(trace__bsp *b)
 		b->out[n] = &s->d;
 		n++;
 	}
-	if (n)
+	/* Room was made: wake producers waiting for it (see push_waiting). */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (n && __atomic_load_n(&b->waiters, __ATOMIC_RELAXED)) {
+		pthread_mutex_lock(&b->mu);
+		pthread_cond_broadcast(&b->room);
+		pthread_mutex_unlock(&b->mu);
+	}
+	if (n) {
 		trace__export_batch(b->t, b->out, n);
+		__atomic_store_n(&b->stalled, false, __ATOMIC_RELAXED);
+	}
 	struct chain c = {NULL, 0};
 	for (size_t i = 0; i < n; i++)
 		recycle(b, &c, b->held[i]);
@@ -237,6 +301,33 @@ static void abs_deadline(struct timespec *ts, uint64_t ms)
 	ts->tv_nsec = (long)(ns % TM_NS_PER_S);
 }
 
+/*
+ * Drops are counted on the threads ending spans; the exporter reports them
+ * in the log, at most every 10 s (and at shutdown), so a loss is never
+ * silent.
+ */
+static void report_drops(trace__bsp *b, bool final)
+{
+	trace_stats st;
+	uint64_t now = tm_clock_mono_ns();
+
+	if (!final && b->drop_log_ns && now - b->drop_log_ns < 10 * TM_NS_PER_S)
+		return;
+	trace_tracer_stats(b->t, &st);
+	if (st.spans_dropped == b->drops_logged)
+		return;
+	char n[24], total[24], qs[24];
+	snprintf(n, sizeof n, "%llu", (unsigned long long)(st.spans_dropped - b->drops_logged));
+	snprintf(total, sizeof total, "%llu", (unsigned long long)st.spans_dropped);
+	snprintf(qs, sizeof qs, "%u", b->t->cfg.bsp_max_queue_size);
+	tm_log(TM_LOG_WARN, "trace", "spans dropped: the export queue stayed full",
+	       "dropped", n, "dropped_total", total, "queue_size", qs,
+	       "hint", "raise OTEL_BSP_MAX_QUEUE_SIZE or TRACEMART_BSP_BLOCK_TIMEOUT, "
+		       "or check the exporters (export failures are logged too)", NULL);
+	b->drops_logged = st.spans_dropped;
+	b->drop_log_ns = now;
+}
+
 static void *exporter_main(void *arg)
 {
 	trace__bsp *b = arg;
@@ -244,6 +335,7 @@ static void *exporter_main(void *arg)
 
 	size_t last = 0;
 
+	tls_exporter = b;
 	pthread_mutex_lock(&b->mu);
 	for (;;) {
 		if (last > b->batch / 4 && !b->stop && b->flush_req == b->flush_done) {
@@ -281,6 +373,7 @@ static void *exporter_main(void *arg)
 			last += got;
 		}
 
+		report_drops(b, stop);
 		pthread_mutex_lock(&b->mu);
 		if (req != b->flush_done) {
 			b->flush_done = req;
@@ -317,10 +410,12 @@ tm_err trace__bsp_start(trace_tracer *t)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&b->wake, &ca);
 	pthread_cond_init(&b->flushed, &ca);
+	pthread_cond_init(&b->room, &ca);
 	pthread_condattr_destroy(&ca);
 	if (pthread_create(&b->thread, NULL, exporter_main, b)) {
 		pthread_cond_destroy(&b->wake);
 		pthread_cond_destroy(&b->flushed);
+		pthread_cond_destroy(&b->room);
 		pthread_mutex_destroy(&b->mu);
 		goto nomem;
 	}
@@ -364,6 +459,7 @@ void trace__bsp_stop(trace__bsp *b)
 	pthread_mutex_lock(&b->mu);
 	b->stop = true;
 	pthread_cond_signal(&b->wake);
+	pthread_cond_broadcast(&b->room);
 	pthread_mutex_unlock(&b->mu);
 	pthread_join(b->thread, NULL);
 	/* Spans ended concurrently with the stop (a caller bug, but no leak). */
@@ -373,6 +469,7 @@ void trace__bsp_stop(trace__bsp *b)
 		free_chain(s);
 	pthread_cond_destroy(&b->wake);
 	pthread_cond_destroy(&b->flushed);
+	pthread_cond_destroy(&b->room);
 	pthread_mutex_destroy(&b->mu);
 	free(b->q.cells);
 	free(b->pool.cells);

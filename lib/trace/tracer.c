@@ -1386,6 +1386,7 @@ void trace_tracer_stats(const trace_tracer *t, trace_stats *out)
 		out->spans_ended += __atomic_load_n(&t->hot[i].ended, __ATOMIC_RELAXED);
 		out->spans_dropped += __atomic_load_n(&t->hot[i].dropped, __ATOMIC_RELAXED);
 	}
+	out->spans_waited = LOAD(n_waited);
 	out->spans_exported = LOAD(n_exported);
 	out->export_failures = LOAD(n_export_failures);
 	out->attrs_dropped = LOAD(n_attrs_dropped);
