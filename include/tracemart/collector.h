@@ -21,6 +21,7 @@
 #define COLLECTOR_DEFAULT_QUEUE_SPANS 65536
 #define COLLECTOR_DEFAULT_QUEUE_BYTES (256u * 1024 * 1024)
 #define COLLECTOR_DEFAULT_BATCH_SPANS 2048
+#define COLLECTOR_DEFAULT_SINK_WAIT_MS 5000
 #define COLLECTOR_DEFAULT_MAX_BODY (16u * 1024 * 1024)
 #define COLLECTOR_DEFAULT_RETENTION_AGE_NS (7ULL * 24 * 3600 * TM_NS_PER_S)
 #define COLLECTOR_DEFAULT_RETENTION_SPANS 5000000ULL
@@ -49,6 +50,11 @@ typedef struct collector_config {
 	size_t queue_spans;        /* spans waiting for the writer; full => 429 / drop */
 	size_t queue_bytes;        /* and their approximate memory (0: 256 MiB) */
 	size_t batch_spans;        /* spans per insert transaction */
+	/* How long (real ms) the in-process sink waits for room in a full
+	 * queue before it drops a batch (0: COLLECTOR_DEFAULT_SINK_WAIT_MS).
+	 * The writer frees room every transaction, so a busy store slows the
+	 * tracer's exporter thread down instead of losing spans. */
+	uint64_t sink_wait_ms;
 	uint64_t retention_age_ns; /* 0: keep forever (by age) */
 	uint64_t retention_spans;  /* 0: no cap on the span count */
 	size_t prune_batch;        /* spans deleted per prune pass at most */
@@ -76,8 +82,9 @@ void collector_stop(collector *c);
 /*
  * The in-process ingest: a trace_sink_fn and its argument, for
  * trace_config.sink / sink_arg with TRACE_EXPORT_SINK. The sink copies the
- * spans into the queue; when the queue is full it drops them and counts
- * (collector_stats().sink_dropped); it never blocks on the store.
+ * spans into the queue; when the queue is full it waits for the writer to
+ * make room (at most sink_wait_ms), and only then drops the batch, counts
+ * it (collector_stats().sink_dropped) and logs it (at most every 10 s).
  */
 void collector_sink(collector *c, trace_sink_fn *fn /* OUT */, void **arg /* OUT */);
 
@@ -106,7 +113,8 @@ typedef struct collector_stats {
 	uint64_t spans_received;  /* accepted into the queue (both paths) */
 	uint64_t spans_stored;    /* committed to SQLite */
 	uint64_t spans_rejected;  /* invalid spans in OTLP requests */
-	uint64_t sink_dropped;    /* in-process spans dropped: queue full */
+	uint64_t sink_dropped;    /* in-process spans dropped: queue full past sink_wait_ms */
+	uint64_t sink_waits;      /* in-process batches that waited for room */
 	uint64_t http_throttled;  /* OTLP requests answered 429 */
 	uint64_t spans_pruned;    /* removed by retention */
 	uint64_t spans_in_store;  /* current count */

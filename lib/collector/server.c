@@ -36,6 +36,7 @@ struct collector {
 
 	/* counters, under mu */
 	uint64_t received, processed, stored, rejected, sink_dropped, throttled, pruned;
+	uint64_t sink_waits, sink_drops_logged, sink_drop_log_ns;
 	uint64_t logs_received, logs_processed, logs_dropped;
 };
 
@@ -48,6 +49,7 @@ void collector_config_init(collector_config *cfg)
 	cfg->queue_spans = COLLECTOR_DEFAULT_QUEUE_SPANS;
 	cfg->queue_bytes = COLLECTOR_DEFAULT_QUEUE_BYTES;
 	cfg->batch_spans = COLLECTOR_DEFAULT_BATCH_SPANS;
+	cfg->sink_wait_ms = COLLECTOR_DEFAULT_SINK_WAIT_MS;
 	cfg->retention_age_ns = COLLECTOR_DEFAULT_RETENTION_AGE_NS;
 	cfg->retention_spans = COLLECTOR_DEFAULT_RETENTION_SPANS;
 	cfg->prune_batch = COLLECTOR_DEFAULT_PRUNE_BATCH;
@@ -56,12 +58,33 @@ void collector_config_init(collector_config *cfg)
 
 /* ------------------------------------------------------------- queue */
 
+/* Under mu. Both caps bound memory: the count for many small spans, the
+ * bytes for few huge ones (attributes up to 1 MiB each). An empty queue
+ * takes any one list (each is capped by max_body or the tracer's batch),
+ * so no request is refused forever. */
+static bool fits(const collector *c, size_t n, size_t bytes)
+{
+	return !c->depth || (c->depth + n <= c->cfg.queue_spans &&
+			     c->depth_bytes + bytes <= c->cfg.queue_bytes);
+}
+
+static void abs_realtime(struct timespec *ts, uint64_t in_ns)
+{
+	uint64_t t;
+
+	clock_gettime(CLOCK_REALTIME, ts);
+	t = (uint64_t)ts->tv_sec * TM_NS_PER_S + (uint64_t)ts->tv_nsec + in_ns;
+	ts->tv_sec = (time_t)(t / TM_NS_PER_S);
+	ts->tv_nsec = (long)(t % TM_NS_PER_S);
+}
+
 /*
  * Appends a list of n spans when all of them fit; otherwise takes nothing
  * and returns false (the caller drops or answers 429). All-or-nothing keeps
- * an OTLP request retryable as a whole.
+ * an OTLP request retryable as a whole. wait_ms > 0 (the in-process sink):
+ * a full queue is waited on, in real time, for the writer to make room.
  */
-static bool enqueue(collector *c, collector__span *head, size_t n)
+static bool enqueue(collector *c, collector__span *head, size_t n, uint64_t wait_ms)
 {
 	collector__span *last = head;
 	size_t bytes;
@@ -75,10 +98,21 @@ static bool enqueue(collector *c, collector__span *head, size_t n)
 		bytes += collector__span_size(last);
 	}
 	pthread_mutex_lock(&c->mu);
-	/* Both caps bound memory: the count for many small spans, the bytes
-	 * for few huge ones (attributes up to 1 MiB each). */
-	ok = !c->stopping && c->depth + n <= c->cfg.queue_spans &&
-	     (!c->depth || c->depth_bytes + bytes <= c->cfg.queue_bytes);
+	if (wait_ms && !c->stopping && !fits(c, n, bytes)) {
+		uint64_t deadline = tm_clock_mono_ns() + wait_ms * TM_NS_PER_MS;
+		c->sink_waits++;
+		/* The writer broadcasts `done` after every transaction. */
+		while (!c->stopping && !fits(c, n, bytes)) {
+			uint64_t now = tm_clock_mono_ns();
+			struct timespec ts;
+			if (now >= deadline)
+				break;
+			abs_realtime(&ts, deadline - now < 50 * TM_NS_PER_MS ? deadline - now
+									    : 50 * TM_NS_PER_MS);
+			pthread_cond_timedwait(&c->done, &c->mu, &ts);
+		}
+	}
+	ok = !c->stopping && fits(c, n, bytes);
 	if (ok) {
 		if (c->tail)
 			c->tail->next = head;
@@ -243,6 +277,7 @@ void collector_get_stats(collector *c, collector_stats *out)
 	out->spans_stored = c->stored;
 	out->spans_rejected = c->rejected;
 	out->sink_dropped = c->sink_dropped;
+	out->sink_waits = c->sink_waits;
 	out->http_throttled = c->throttled;
 	out->spans_pruned = c->pruned;
 	out->queue_depth = c->depth;
@@ -252,22 +287,50 @@ void collector_get_stats(collector *c, collector_stats *out)
 
 /* -------------------------------------------------------------- sink */
 
+/* Runs on the tracer's exporter thread, outside mu: the log sink may call
+ * back into this collector. At most one line per 10 s. */
+static void log_sink_drops(collector *c)
+{
+	uint64_t now = tm_clock_mono_ns(), dropped = 0, total = 0;
+
+	pthread_mutex_lock(&c->mu);
+	if (c->sink_dropped != c->sink_drops_logged &&
+	    (!c->sink_drop_log_ns || now - c->sink_drop_log_ns >= 10 * TM_NS_PER_S)) {
+		dropped = c->sink_dropped - c->sink_drops_logged;
+		total = c->sink_dropped;
+		c->sink_drops_logged = c->sink_dropped;
+		c->sink_drop_log_ns = now;
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (!dropped)
+		return;
+	char n[24], t[24];
+	snprintf(n, sizeof n, "%llu", (unsigned long long)dropped);
+	snprintf(t, sizeof t, "%llu", (unsigned long long)total);
+	tm_log(TM_LOG_WARN, "collector", "spans dropped: the span queue stayed full",
+	       "dropped", n, "dropped_total", t, "hint",
+	       "the trace store is behind (disk, retention pass); see /api/metrics", NULL);
+}
+
 static void sink_cb(const trace_span_data *const *spans, size_t n,
 		    const trace_resource *res, void *arg)
 {
 	collector *c = arg;
 	collector__span *head = NULL, **tail = &head;
 	size_t count = 0;
-	bool room;
+	bool stopping;
 
-	/* Cheap early check so a full queue costs no copies. */
 	pthread_mutex_lock(&c->mu);
-	room = !c->stopping && c->depth + n <= c->cfg.queue_spans;
-	if (!room)
+	stopping = c->stopping;
+	if (stopping)
 		c->sink_dropped += n;
 	pthread_mutex_unlock(&c->mu);
-	if (!room)
+	if (stopping) {
+		log_sink_drops(c);
 		return;
+	}
+	/* Copy first, then wait for room if need be: a full queue is rare
+	 * now that the sink waits, and the copy must not hold mu. */
 	for (size_t i = 0; i < n; i++) {
 		collector__span *s = collector__span_from_sdk(spans[i], res);
 		if (!s)
@@ -276,18 +339,17 @@ static void sink_cb(const trace_span_data *const *spans, size_t n,
 		tail = &s->next;
 		count++;
 	}
-	if (!enqueue(c, head, count)) {
+	if (!enqueue(c, head, count, c->cfg.sink_wait_ms)) {
 		collector__span_list_free(head);
 		pthread_mutex_lock(&c->mu);
 		c->sink_dropped += n;
 		pthread_mutex_unlock(&c->mu);
-		return;
-	}
-	if (count < n) {
+	} else if (count < n) {
 		pthread_mutex_lock(&c->mu);
 		c->sink_dropped += n - count;
 		pthread_mutex_unlock(&c->mu);
 	}
+	log_sink_drops(c);
 }
 
 void collector_sink(collector *c, trace_sink_fn *fn, void **arg)
@@ -406,7 +468,7 @@ static void h_otlp(http_request *req, http_response *resp, void *arg)
 		otlp_status(resp, proto, 500, 13, tm_strerror(err));
 		return;
 	}
-	if (!enqueue(c, spans, count)) {
+	if (!enqueue(c, spans, count, 0)) {
 		bool stopping;
 		collector__span_list_free(spans);
 		pthread_mutex_lock(&c->mu);
@@ -535,12 +597,13 @@ Q(q_metrics)
 		return err;
 	collector_get_stats(c, &s);
 	json_object_set_new(*out, "collector",
-			    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+			    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
 				      "spansReceived", (json_int_t)s.spans_received,
 				      "spansStored", (json_int_t)s.spans_stored,
 				      "spansInStore", (json_int_t)s.spans_in_store,
 				      "spansRejected", (json_int_t)s.spans_rejected,
 				      "sinkDropped", (json_int_t)s.sink_dropped,
+				      "sinkWaits", (json_int_t)s.sink_waits,
 				      "httpThrottled", (json_int_t)s.http_throttled,
 				      "queueDepth", (json_int_t)s.queue_depth));
 	if (c->cfg.metrics_fn) {
@@ -684,6 +747,8 @@ tm_err collector_start(const collector_config *cfg, collector **out)
 		c->cfg.queue_bytes = COLLECTOR_DEFAULT_QUEUE_BYTES;
 	if (!c->cfg.batch_spans)
 		c->cfg.batch_spans = COLLECTOR_DEFAULT_BATCH_SPANS;
+	if (!c->cfg.sink_wait_ms)
+		c->cfg.sink_wait_ms = COLLECTOR_DEFAULT_SINK_WAIT_MS;
 	if (!c->cfg.max_body)
 		c->cfg.max_body = COLLECTOR_DEFAULT_MAX_BODY;
 	if (!c->cfg.prune_interval_ms)
