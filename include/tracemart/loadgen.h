@@ -167,11 +167,16 @@ loadgen_function_fn loadgen_function_lookup(const char *name);
 
 /* ------------------------------------------------- trace verification */
 
-/* One required span: NULL fields match anything; name may end with '*'. */
+/*
+ * One required span: NULL fields match anything; name is an fnmatch glob.
+ * linked: some span (of any trace) must also link to it — the trace's
+ * "linkedFrom" names it (analytics' link to the publisher's send default).
+ */
 typedef struct loadgen_span_req {
 	char *service;
 	char *name;
 	char *kind; /* "server", "client", "producer", "consumer", "internal" */
+	bool linked;
 } loadgen_span_req;
 
 typedef struct loadgen_trace_shape {
@@ -182,7 +187,8 @@ typedef struct loadgen_trace_shape {
 /* The built-in shape of the product create flow. */
 tm_err loadgen_trace_shape_default(loadgen_trace_shape *out /* OUT */) TM_WARN_UNUSED;
 /*
- * Loads a JSON file: [{"service": "...", "name": "...", "kind": "..."}, ...].
+ * Loads a JSON file: [{"service": "...", "name": "...", "kind": "...",
+ * "linked": true}, ...] ("linked" optional, default false).
  */
 tm_err loadgen_trace_shape_load(const char *path, loadgen_trace_shape *out /* OUT */,
 				char *errmsg, size_t errmsg_size) TM_WARN_UNUSED;
@@ -199,7 +205,10 @@ bool loadgen_trace_check(const json_t *trace, const loadgen_trace_shape *shape,
 typedef struct loadgen_verify_options {
 	const char *collector;        /* base URL, e.g. http://127.0.0.1:4318 */
 	const loadgen_trace_shape *shape; /* NULL: the default */
-	double wait_s;                /* model seconds to wait for traces (0: 60) */
+	/* Model seconds to wait while no trace makes progress (0: 60), never
+	 * under min(wait_s, 5) real seconds. Progress (a new span or link in
+	 * a pending trace) restarts the wait, at most 10 windows in all. */
+	double wait_s;
 	double poll_s;                /* model seconds between rounds (0: 1) */
 	long request_timeout_ms;      /* per GET (0: 5000, real) */
 	size_t max_traces;            /* 0: all */
@@ -209,7 +218,9 @@ typedef struct loadgen_verify_options {
  * For every flow that created something (a POST answered 2xx with a
  * `traceresponse` header), polls GET <collector>/api/traces/<id> until the
  * trace is complete or the wait ends, and adds the "traces" section to the
- * report (complete share, broken traces with what is missing).
+ * report (complete share, broken traces with what is missing, how long it
+ * waited, and the collector's own counters from GET /api/metrics: spans
+ * received, stored, dropped, throttled).
  */
 tm_err loadgen_verify_traces(loadgen_report *r, const loadgen_verify_options *o)
 	TM_WARN_UNUSED;

@@ -159,6 +159,9 @@ struct loadgen_report {
 	bool verified;
 	char collector[512];
 	size_t traces_checked, traces_complete, traces_missing;
+	double verify_wait_s;      /* real seconds spent polling */
+	bool collector_stats;      /* the col_* below were read */
+	uint64_t col_received, col_stored, col_dropped, col_throttled, col_queue;
 	lg_broken *broken;
 	size_t nbroken;
 };

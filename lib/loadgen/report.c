@@ -205,6 +205,15 @@ json_t *loadgen_report_json(const loadgen_report *r)
 		json_object_set_new(t, "completeShare",
 				    json_real(r->traces_checked ? (double)r->traces_complete /
 						  (double)r->traces_checked : 0.0));
+		json_object_set_new(t, "waitedSeconds", json_real(r->verify_wait_s));
+		if (r->collector_stats)
+			json_object_set_new(t, "collectorStats", json_pack(
+				"{s:I,s:I,s:I,s:I,s:I}",
+				"spansReceived", (json_int_t)r->col_received,
+				"spansStored", (json_int_t)r->col_stored,
+				"sinkDropped", (json_int_t)r->col_dropped,
+				"httpThrottled", (json_int_t)r->col_throttled,
+				"queueDepth", (json_int_t)r->col_queue));
 		for (size_t i = 0; i < r->nbroken; i++)
 			json_array_append_new(broken, json_pack("{s:s,s:s}", "traceId",
 				r->broken[i].trace_id, "problems", r->broken[i].problems));
@@ -306,7 +315,13 @@ void loadgen_report_print(const loadgen_report *r, FILE *f)
 		if (r->traces_missing)
 			fprintf(f, ", %zu not found", r->traces_missing);
 		if (r->traces_checked)
-			fprintf(f, "\n");
+			fprintf(f, " after %.1f s\n", r->verify_wait_s);
+		if (r->collector_stats)
+			fprintf(f, "  collector: %llu spans received, %llu stored, %llu dropped "
+				   "(queue full), %llu OTLP requests throttled, %llu queued\n",
+				(unsigned long long)r->col_received, (unsigned long long)r->col_stored,
+				(unsigned long long)r->col_dropped, (unsigned long long)r->col_throttled,
+				(unsigned long long)r->col_queue);
 		/* A systematic break repeats on every trace: a screenful is enough;
 		 * the JSON report lists them all. */
 		size_t shown = r->nbroken < 20 ? r->nbroken : 20;

@@ -60,26 +60,27 @@ bool loadgen_parse_traceresponse(const char *value, char trace_id[33])
  * live in their own traces).
  */
 static const loadgen_span_req default_reqs[] = {
-	{"product-api", "POST /product", "server"},
-	{"product-api", "INSERT products", "client"},
-	{"product-api", "send product-created", "producer"},
-	{"pricing", "process product-created", "consumer"},
-	{"pricing", "send price-calculated", "producer"},
-	{"product-api-worker", "process price-calculated", "consumer"},
-	{"product-api-worker", "UPDATE products", "client"},
-	{"public-event-publisher", "process product-public-event-publisher", "consumer"},
-	{"public-event-publisher", "send default", "producer"},
-	{"inventory-acl", "process inventory-acl", "consumer"},
-	{"inventory-acl", "send inventory-product-added", "producer"},
-	{"stock-ordering", "process inventory-product-added", "consumer"},
-	{"stock-ordering", "execute stock-ordering", "internal"},
+	{"product-api", "POST /product", "server", false},
+	{"product-api", "INSERT products", "client", false},
+	{"product-api", "send product-created", "producer", false},
+	{"pricing", "process product-created", "consumer", false},
+	{"pricing", "send price-calculated", "producer", false},
+	{"product-api-worker", "process price-calculated", "consumer", false},
+	{"product-api-worker", "UPDATE products", "client", false},
+	{"public-event-publisher", "process product-public-event-publisher", "consumer", false},
+	/* analytics links here from its own trace (docs/trace-shape.md) */
+	{"public-event-publisher", "send default", "producer", true},
+	{"inventory-acl", "process inventory-acl", "consumer", false},
+	{"inventory-acl", "send inventory-product-added", "producer", false},
+	{"stock-ordering", "process inventory-product-added", "consumer", false},
+	{"stock-ordering", "execute stock-ordering", "internal", false},
 	/* the states: INTERNAL like the execution; kind left open so the
 	 * report reads "missing span 'Wait 3' of stock-ordering" */
-	{"stock-ordering", "Wait 3", NULL},
-	{"stock-ordering", "Wait 5", NULL},
-	{"stock-ordering", "SetStockLevel", NULL},
-	{"stock-ordering", "invoke set-stock-level", "server"},
-	{"stock-ordering", "UPSERT inventory", "client"},
+	{"stock-ordering", "Wait 3", NULL, false},
+	{"stock-ordering", "Wait 5", NULL, false},
+	{"stock-ordering", "SetStockLevel", NULL, false},
+	{"stock-ordering", "invoke set-stock-level", "server", false},
+	{"stock-ordering", "UPSERT inventory", "client", false},
 };
 
 static char *dup_or_null(const char *s)
@@ -88,7 +89,7 @@ static char *dup_or_null(const char *s)
 }
 
 static tm_err shape_add(loadgen_trace_shape *s, const char *service, const char *name,
-			const char *kind)
+			const char *kind, bool linked)
 {
 	loadgen_span_req *r = realloc(s->reqs, (s->n + 1) * sizeof *r);
 	if (!r)
@@ -98,6 +99,7 @@ static tm_err shape_add(loadgen_trace_shape *s, const char *service, const char 
 	r->service = dup_or_null(service);
 	r->name = dup_or_null(name);
 	r->kind = dup_or_null(kind);
+	r->linked = linked;
 	s->n++;
 	if ((service && !r->service) || (name && !r->name) || (kind && !r->kind))
 		return TM_ERR_NOMEM;
@@ -123,7 +125,7 @@ tm_err loadgen_trace_shape_default(loadgen_trace_shape *out)
 	memset(out, 0, sizeof *out);
 	for (size_t i = 0; i < TM_ARRAY_LEN(default_reqs); i++) {
 		tm_err err = shape_add(out, default_reqs[i].service, default_reqs[i].name,
-				       default_reqs[i].kind);
+				       default_reqs[i].kind, default_reqs[i].linked);
 		if (err) {
 			loadgen_trace_shape_free(out);
 			return err;
@@ -153,12 +155,18 @@ tm_err loadgen_trace_shape_load(const char *path, loadgen_trace_shape *out, char
 		const char *svc = tm_json_str(e, "service");
 		const char *name = tm_json_str(e, "name");
 		const char *kind = tm_json_str(e, "kind");
+		const json_t *linked = json_object_get(e, "linked");
 		if (!json_is_object(e) || (!svc && !name && !kind)) {
 			snprintf(errmsg, errmsg_size, "%s: entry %zu needs service, name or kind (strings)", path, i);
 			err = TM_ERR_INVALID;
 			break;
 		}
-		if ((err = shape_add(out, svc, name, kind)))
+		if (linked && !json_is_boolean(linked)) {
+			snprintf(errmsg, errmsg_size, "%s: entry %zu: \"linked\" must be true or false", path, i);
+			err = TM_ERR_INVALID;
+			break;
+		}
+		if ((err = shape_add(out, svc, name, kind, json_is_true(linked))))
 			break;
 	}
 	json_decref(doc);
@@ -223,6 +231,20 @@ static bool req_matches(const loadgen_span_req *r, const json_t *span)
 	return true;
 }
 
+/* Whether the trace's linkedFrom names span id as a link target. */
+static bool linked_to(const json_t *trace, const char *id)
+{
+	size_t i;
+	json_t *l;
+
+	json_array_foreach(json_object_get(trace, "linkedFrom"), i, l) {
+		const char *to = tm_json_str(l, "linkedSpanId");
+		if (to && id && !strcmp(to, id))
+			return true;
+	}
+	return false;
+}
+
 static void problem(tm_buf *b, bool *first, const char *fmt, ...) TM_PRINTF(3, 4);
 
 static void problem(tm_buf *b, bool *first, const char *fmt, ...)
@@ -283,12 +305,19 @@ bool loadgen_trace_check(const json_t *trace, const loadgen_trace_shape *shape,
 	}
 	for (size_t r = 0; shape && r < shape->n; r++) {
 		const loadgen_span_req *q = &shape->reqs[r];
-		bool met = false;
+		bool met = false, linked = false;
 		json_array_foreach(spans, i, s) {
 			if (req_matches(q, s)) {
 				met = true;
-				break;
+				linked = linked || linked_to(trace, tm_json_str(s, "spanId"));
 			}
+		}
+		if (met && q->linked && !linked) {
+			ok = false;
+			problem(problems, &first, "no span links to %s%s%s%s%s%s%s",
+				q->kind ? q->kind : "", q->kind ? " span" : "span",
+				q->name ? " '" : "", q->name ? q->name : "", q->name ? "'" : "",
+				q->service ? " of " : "", q->service ? q->service : "");
 		}
 		if (!met) {
 			ok = false;
@@ -336,6 +365,40 @@ static bool fetch(CURL *e, const char *url, long timeout_ms, tm_buf *body,
 
 enum tstate { T_PENDING, T_COMPLETE, T_BROKEN, T_MISSING };
 
+/* The no-progress window is never under min(wait_s, this) of real time:
+ * a busy machine (2 cores, sanitizers) can stall every service for a
+ * second, which at a high clock scale is a minute of model time. */
+#define VERIFY_MIN_IDLE_NS (5 * TM_NS_PER_S)
+/* The whole wait is at most this many windows. */
+#define VERIFY_MAX_WINDOWS 10
+
+/* The collector's own counters (GET /api/metrics), so a report says
+ * whether spans were dropped or throttled on the way in. Best effort. */
+static void read_collector_stats(CURL *e, const char *base, long tmo, loadgen_report *r)
+{
+	char url[640];
+	unsigned status = 0;
+	json_t *doc = NULL;
+	tm_buf body;
+
+	tm_buf_init(&body, TRACE_BODY_MAX);
+	snprintf(url, sizeof url, "%s/api/metrics?start=-1s", base);
+	if (fetch(e, url, tmo, &body, &status) && status == 200 &&
+	    tm_json_parse(body.data, body.len, &doc, NULL, 0) == TM_OK) {
+		const json_t *c = json_object_get(doc, "collector");
+		if (json_is_object(c)) {
+			r->collector_stats = true;
+			r->col_received = (uint64_t)tm_json_int(c, "spansReceived", 0);
+			r->col_stored = (uint64_t)tm_json_int(c, "spansStored", 0);
+			r->col_dropped = (uint64_t)tm_json_int(c, "sinkDropped", 0);
+			r->col_throttled = (uint64_t)tm_json_int(c, "httpThrottled", 0);
+			r->col_queue = (uint64_t)tm_json_int(c, "queueDepth", 0);
+		}
+	}
+	json_decref(doc);
+	tm_buf_free(&body);
+}
+
 tm_err loadgen_verify_traces(loadgen_report *r, const loadgen_verify_options *o)
 {
 	loadgen_trace_shape def = {0};
@@ -344,6 +407,7 @@ tm_err loadgen_verify_traces(loadgen_report *r, const loadgen_verify_options *o)
 	char base[512];
 	char **last = NULL;
 	enum tstate *st = NULL;
+	size_t *seen = NULL; /* spans + links of each trace at its last look */
 	CURL *easy = NULL;
 
 	if (!o->collector || !*o->collector)
@@ -362,7 +426,8 @@ tm_err loadgen_verify_traces(loadgen_report *r, const loadgen_verify_options *o)
 		n = o->max_traces;
 	st = calloc(n ? n : 1, sizeof *st);
 	last = calloc(n ? n : 1, sizeof *last);
-	if (!st || !last) {
+	seen = calloc(n ? n : 1, sizeof *seen);
+	if (!st || !last || !seen) {
 		err = TM_ERR_NOMEM;
 		goto out;
 	}
@@ -372,7 +437,20 @@ tm_err loadgen_verify_traces(loadgen_report *r, const loadgen_verify_options *o)
 	wait_s = wait_s < 604800 ? wait_s : 604800;
 	poll_s = poll_s < wait_s ? poll_s : wait_s;
 	long tmo = o->request_timeout_ms > 0 ? o->request_timeout_ms : 5000;
-	uint64_t deadline = tm_clock_mono_ns() + tm_clock_scaled_ns((uint64_t)(wait_s * 1e9));
+	/*
+	 * The asynchronous hops finish in model time when the system keeps up
+	 * (the workflow's 8 s) but in real time when it is catching up on a
+	 * backlog, which a clock scale does not shorten. So the wait is a
+	 * window without progress, not a fixed deadline: every new span or
+	 * link in a pending trace restarts it; a hard cap keeps it bounded.
+	 */
+	uint64_t idle = tm_clock_scaled_ns((uint64_t)(wait_s * 1e9));
+	uint64_t floor_ns = (uint64_t)(wait_s * 1e9) < VERIFY_MIN_IDLE_NS ?
+			    (uint64_t)(wait_s * 1e9) : VERIFY_MIN_IDLE_NS;
+	idle = idle > floor_ns ? idle : floor_ns;
+	uint64_t started = tm_clock_mono_ns();
+	uint64_t cap = started + VERIFY_MAX_WINDOWS * idle;
+	uint64_t deadline = started + idle;
 	tm_buf body, probs;
 	http_client_global_init();
 	easy = curl_easy_init();
@@ -384,6 +462,7 @@ tm_err loadgen_verify_traces(loadgen_report *r, const loadgen_verify_options *o)
 	tm_buf_init(&probs, 4096);
 	for (;;) {
 		size_t pending = 0;
+		bool progress = false;
 		for (size_t i = 0; i < n; i++) {
 			if (st[i] == T_COMPLETE)
 				continue;
@@ -397,6 +476,10 @@ tm_err loadgen_verify_traces(loadgen_report *r, const loadgen_verify_options *o)
 			    status == 200 &&
 			    tm_json_parse(body.data, body.len, &doc, NULL, 0) == TM_OK) {
 				bool complete = loadgen_trace_check(doc, shape, &probs);
+				size_t now_seen = json_array_size(json_object_get(doc, "spans")) +
+						  json_array_size(json_object_get(doc, "linkedFrom"));
+				progress = progress || complete || now_seen > seen[i];
+				seen[i] = now_seen;
 				st[i] = complete ? T_COMPLETE : T_BROKEN;
 				free(last[i]);
 				last[i] = complete ? NULL : tm_buf_detach(&probs);
@@ -413,10 +496,12 @@ tm_err loadgen_verify_traces(loadgen_report *r, const loadgen_verify_options *o)
 			json_decref(doc);
 			pending += st[i] != T_COMPLETE;
 		}
-		if (!pending || tm_clock_mono_ns() >= deadline ||
-		    tm_shutdown_requested())
+		uint64_t now = tm_clock_mono_ns();
+		if (progress)
+			deadline = now + idle < cap ? now + idle : cap;
+		if (!pending || now >= deadline || tm_shutdown_requested())
 			break;
-		uint64_t left = deadline - tm_clock_mono_ns();
+		uint64_t left = deadline - now;
 		uint64_t nap = tm_clock_scaled_ns((uint64_t)(poll_s * 1e9));
 		struct timespec ts;
 		nap = nap < left ? nap : left;
@@ -426,6 +511,8 @@ tm_err loadgen_verify_traces(loadgen_report *r, const loadgen_verify_options *o)
 	}
 	tm_buf_free(&body);
 	tm_buf_free(&probs);
+	r->verify_wait_s = (double)(tm_clock_mono_ns() - started) / 1e9;
+	read_collector_stats(easy, base, tmo, r);
 
 	for (size_t i = 0; i < r->nbroken; i++)
 		free(r->broken[i].problems);
@@ -461,6 +548,7 @@ out:
 	for (size_t i = 0; last && i < n; i++)
 		free(last[i]);
 	free(last);
+	free(seen);
 	free(st);
 	loadgen_trace_shape_free(&def);
 	return err;

@@ -134,7 +134,7 @@ static void on_trace(http_request *req, http_response *resp, void *arg)
 {
 	const char *id = http_request_param(req, "id");
 	static const char complete[] =
-		"{\"traceId\":\"" COMPLETE_TRACE "\",\"linkedFrom\":[],\"spans\":["
+		"{\"traceId\":\"" COMPLETE_TRACE "\",\"linkedFrom\":[{\"traceId\":\"22222222222222222222222222222222\",\"spanId\":\"c1\",\"linkedSpanId\":\"a7\"}],\"spans\":["
 		"{\"spanId\":\"a1\",\"name\":\"POST /product\",\"service\":\"product-api\",\"kind\":\"server\"},"
 		"{\"spanId\":\"a2\",\"parentSpanId\":\"a1\",\"name\":\"send product-created\",\"service\":\"product-api\",\"kind\":\"producer\"},"
 		"{\"spanId\":\"a3\",\"parentSpanId\":\"a2\",\"name\":\"process product-created\",\"service\":\"pricing\",\"kind\":\"SPAN_KIND_CONSUMER\"},"
