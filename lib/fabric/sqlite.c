@@ -97,6 +97,7 @@ typedef struct mrec {
 	uint32_t qid, source_qid;
 	uint32_t recv_count;
 	uint32_t log_size;   /* bytes of its 'P' entry (live-bytes accounting) */
+	uint32_t upd_mark;   /* the transaction that last wrote its 'U' */
 	uint64_t row;        /* log row holding its latest 'P'; 0 = not linked */
 	struct mrec *row_prev, *row_next; /* the live messages of that row */
 	char message_id[40];
@@ -141,14 +142,13 @@ typedef struct rowspan {
 	size_t off, len;
 } rowspan;
 
-typedef enum opkind { OP_PUT, OP_DELETE, OP_RECV, OP_MOVE, OP_FN } opkind;
+typedef enum opkind { OP_PUT, OP_DELETE, OP_MOVE, OP_FN } opkind;
 
 typedef struct sq sq;
 
 typedef struct wop {
 	opkind kind;
 	bool async;          /* the writer frees it */
-	bool deferred;       /* OP_RECV already held back once */
 	bool indexed;        /* OP_PUT: the writer made its messages visible */
 	tm_err err;
 	sem_t done;          /* posted after the commit (sync ops) */
@@ -158,7 +158,7 @@ typedef struct wop {
 	size_t n;
 	union {
 		mrec **recs;                     /* OP_PUT */
-		uint64_t *seqs;                  /* OP_DELETE, OP_RECV, OP_MOVE */
+		uint64_t *seqs;                  /* OP_DELETE, OP_MOVE */
 		struct {
 			tm_err (*fn)(sq *s, void *arg);
 			void *arg;
@@ -201,7 +201,8 @@ struct sq {
 	bool stop;
 	pthread_t writer;
 	bool writer_started;
-	bool idle_wait;             /* the writer sleeps: submit must wake it */
+	bool writer_waiting;        /* under wmu: submit must wake it */
+	_Atomic bool writer_idle;   /* it sleeps with no updates noted either */
 	/* Close: receives still running (long polls) are woken and waited for. */
 	_Atomic bool closing;
 	_Atomic unsigned receivers;
@@ -219,6 +220,16 @@ struct sq {
 	uint64_t log_bytes, live_bytes;
 	bool log_frozen;
 	uint64_t compact_min;       /* log bytes before copy-forward */
+	/* State changes to write as 'U' entries (receives, visibility, moves
+	 * made by receives), noted under mu without a write operation each:
+	 * a transaction writes those noted before the previous one started,
+	 * by when a consumer has usually deleted the message and the entry is
+	 * skipped (SQS calls the receive count approximate). */
+	uint64_t *upd[2];
+	size_t upd_n[2], upd_cap[2];
+	unsigned upd_cur;
+	_Atomic size_t upd_pending;
+	uint32_t txn_mark;
 	/* Writer-only: next row id, rows below it already deleted from the
 	 * table, and the encode buffer of the transaction being built. */
 	uint64_t log_next, log_deleted;
@@ -859,6 +870,37 @@ static const unsigned char *dec_bytes(dec *d, bool opt, size_t *n, bool *present
 	return p;
 }
 
+/* Notes that r's state changed (locked). Best effort past a bound: the
+ * count and visibility are approximate, the message itself is safe. */
+static void note_update(sq *s, const mrec *r)
+{
+	unsigned c = s->upd_cur;
+
+	if (s->upd_n[c] == s->upd_cap[c]) {
+		size_t cap = s->upd_cap[c] ? s->upd_cap[c] * 2 : 256;
+		uint64_t *u = cap <= 2 * s->hash_n + 65536 ? realloc(s->upd[c], cap * sizeof *u)
+							   : NULL;
+		if (!u)
+			return;
+		s->upd[c] = u;
+		s->upd_cap[c] = cap;
+	}
+	s->upd[c][s->upd_n[c]++] = r->seq;
+	s->upd_pending++;
+}
+
+/* After noting updates (unlocked): an idle writer is woken to flush them.
+ * Sequentially consistent with the writer's check (Dekker): either it
+ * sees upd_pending, or this sees writer_idle. */
+static void wake_idle_writer(sq *s)
+{
+	if (!s->writer_idle)
+		return;
+	pthread_mutex_lock(&s->wmu);
+	pthread_cond_signal(&s->wcond);
+	pthread_mutex_unlock(&s->wmu);
+}
+
 /* ------------------------------------------------------------- writer */
 
 static int step_reset(sqlite3_stmt *st)
@@ -866,30 +908,6 @@ static int step_reset(sqlite3_stmt *st)
 	int rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	return rc;
-}
-
-/* Keeps the receive updates of a batch (async, best effort) out of it
- * and returns the rest; the kept ones run with the next batch, by when
- * the consumer has usually deleted the message and they can be dropped. */
-static wop *defer_receives(wop *batch, wop **carry)
-{
-	wop *keep = NULL, **kt = &keep, **ct = carry;
-
-	while (*ct)
-		ct = &(*ct)->next;
-	for (wop *o = batch, *nx; o; o = nx) {
-		nx = o->next;
-		o->next = NULL;
-		if (o->kind == OP_RECV && !o->deferred) {
-			o->deferred = true;
-			*ct = o;
-			ct = &o->next;
-		} else {
-			*kt = o;
-			kt = &o->next;
-		}
-	}
-	return keep;
 }
 
 /*
@@ -902,7 +920,7 @@ static wop *defer_receives(wop *batch, wop **carry)
  * id below which the table's rows may be deleted; *copied tells whether
  * memory now names rows of this transaction.
  */
-static uint64_t log_prepare(sq *s, wop *batch, bool *copied)
+static uint64_t log_prepare(sq *s, wop *batch, bool flush_all, bool *copied)
 {
 	uint64_t first = s->log_next;
 	mrec *moved = NULL;
@@ -948,16 +966,37 @@ static uint64_t log_prepare(sq *s, wop *batch, bool *copied)
 		*copied = n > 0;
 		s->n_copied += n;
 	}
+	/* Each message's 'U' at most once per transaction. */
+	uint32_t mark = ++s->txn_mark ? s->txn_mark : ++s->txn_mark;
 	for (wop *o = batch; o; o = o->next) {
-		if (o->kind != OP_RECV && o->kind != OP_MOVE)
+		if (o->kind != OP_MOVE)
 			continue;
 		for (size_t i = 0; i < o->n; i++) {
-			const mrec *r = hash_get(s, o->u.seqs[i]);
-			if (r)
+			mrec *r = hash_get(s, o->u.seqs[i]);
+			if (r && r->upd_mark != mark) {
+				r->upd_mark = mark;
 				enc_update(s, r->seq, r->qid, r->source_qid, r->recv_count,
 					   r->first_recv_ns, r->visible_ns);
+			}
 		}
 	}
+	/* The buffer noted before the previous transaction (both when
+	 * flushing), then new notes go to the emptied one. */
+	for (unsigned b = 0; b < (flush_all ? 2u : 1u); b++) {
+		unsigned k = s->upd_cur ^ 1 ^ b;
+		for (size_t i = 0; i < s->upd_n[k]; i++) {
+			mrec *r = hash_get(s, s->upd[k][i]);
+			if (r && r->upd_mark != mark) {
+				r->upd_mark = mark;
+				enc_update(s, r->seq, r->qid, r->source_qid, r->recv_count,
+					   r->first_recv_ns, r->visible_ns);
+			}
+		}
+		s->upd_n[k] = 0;
+	}
+	if (!flush_all)
+		s->upd_cur ^= 1;
+	s->upd_pending = s->upd_n[0] + s->upd_n[1];
 	pthread_mutex_unlock(&s->mu);
 	return below;
 }
@@ -1055,27 +1094,28 @@ static void log_committed(sq *s, wop *batch, tm_err berr)
 static void *writer_main(void *arg)
 {
 	sq *s = arg;
-	wop *carry = NULL;
 
 	pthread_mutex_lock(&s->wmu);
 	for (;;) {
 		while (!s->head && !s->stop) {
-			s->idle_wait = true;
-			if (!carry) {
+			s->writer_waiting = true;
+			s->writer_idle = true;
+			if (!s->upd_pending) {
 				pthread_cond_wait(&s->wcond, &s->wmu);
-				s->idle_wait = false;
+				s->writer_waiting = s->writer_idle = false;
 				continue;
 			}
-			/* Idle with deferred updates: give them 10 ms. */
+			/* Idle with noted updates: give them 10 ms. */
+			s->writer_idle = false;
 			struct timespec ts;
 			abs_mono(&ts, tm_clock_mono_ns() + 10 * TM_NS_PER_MS);
 			int trc = pthread_cond_timedwait(&s->wcond, &s->wmu, &ts);
-			s->idle_wait = false;
+			s->writer_waiting = false;
 			if (trc)
 				break;
 		}
-		s->idle_wait = false;
-		if (!s->head && !carry)
+		s->writer_waiting = s->writer_idle = false;
+		if (!s->head && !s->upd_pending)
 			break;
 		/* Take everything pending, up to batch_max operations. */
 		wop *batch = s->head, *last = s->head;
@@ -1093,31 +1133,14 @@ static void *writer_main(void *arg)
 			s->pending -= taken;
 			pthread_cond_broadcast(&s->space_cond);
 		}
-		bool idle_flush = !batch || s->stop;
+		bool flush_all = !batch || s->stop;
 		pthread_mutex_unlock(&s->wmu);
-
-		/* Deferred updates first: order per message is kept. */
-		wop *prev = carry;
-		carry = NULL;
-		if (!idle_flush)
-			batch = defer_receives(batch, &carry);
-		if (prev) {
-			wop *t = prev;
-			while (t->next)
-				t = t->next;
-			t->next = batch;
-			batch = prev;
-		}
-		if (!batch) {
-			pthread_mutex_lock(&s->wmu);
-			continue;
-		}
 
 		tm_err berr = TM_OK;
 		bool copied, truncated = false;
 		uint64_t t0 = tm_clock_mono_ns();
 		enc_reset(s);
-		uint64_t below = log_prepare(s, batch, &copied);
+		uint64_t below = log_prepare(s, batch, flush_all, &copied);
 		log_encode(s, batch);
 		int rc = step_reset(s->w[W_BEGIN]);
 		if (rc != SQLITE_DONE) {
@@ -1196,7 +1219,7 @@ static tm_err submit(sq *s, wop *o)
 		s->head = o;
 	s->tail = o;
 	s->pending++;
-	if (s->idle_wait) /* a busy writer takes it with its next batch */
+	if (s->writer_waiting) /* a busy writer takes it with its next batch */
 		pthread_cond_signal(&s->wcond);
 	if (o->async) {
 		pthread_mutex_unlock(&s->wmu);
@@ -1659,11 +1682,9 @@ static tm_err sq_receive(fabric_backend *b, const char *queue, size_t max, uint6
 	uint64_t mono_deadline = tm_clock_mono_ns() + tm_clock_scaled_ns(wait_ms * TM_NS_PER_MS);
 	uint64_t expired[64];
 	size_t nexp = 0, n = 0, ndead = 0, nmv = 0;
-	uint64_t rv[FABRIC_BATCH_MAX];
 	const char *out_attrs[FABRIC_BATCH_MAX];
 	mrec *taken[FABRIC_BATCH_MAX];
 	size_t ntaken = 0;
-	uint64_t mv[DEAD_MAX];
 	dead *deads = NULL;
 	tm_err err = TM_OK;
 
@@ -1713,7 +1734,8 @@ static tm_err sq_receive(fabric_backend *b, const char *queue, size_t max, uint6
 				}
 				if (dq->waiters)
 					pthread_cond_signal(&dq->cond);
-				mv[nmv++] = r->seq;
+				note_update(s, r);
+				nmv++;
 				if (s->base.on_dead_letter) {
 					if (!deads)
 						deads = calloc(DEAD_MAX, sizeof *deads);
@@ -1746,7 +1768,7 @@ static tm_err sq_receive(fabric_backend *b, const char *queue, size_t max, uint6
 				break;
 			}
 			format_receipt(r, out[n].receipt_handle);
-			rv[n] = r->seq;
+			note_update(s, r);
 			n++;
 		}
 		/* Expired and dead-lettered ones are flushed when the scratch
@@ -1793,18 +1815,8 @@ unlock:
 			memcpy(o->u.seqs, expired, nexp * sizeof *expired);
 		submit_async(s, o);
 	}
-	if (nmv) {
-		wop *o = async_op(OP_MOVE, nmv, sizeof(uint64_t));
-		if (o)
-			memcpy(o->u.seqs, mv, nmv * sizeof *mv);
-		submit_async(s, o);
-	}
-	if (n) {
-		wop *o = async_op(OP_RECV, n, sizeof(uint64_t));
-		if (o)
-			memcpy(o->u.seqs, rv, n * sizeof *rv);
-		submit_async(s, o);
-	}
+	if (n || nmv)
+		wake_idle_writer(s);
 	for (size_t i = 0; i < n; i++)
 		copy_finish(&out[i], out_attrs[i]);
 	for (size_t i = 0; i < ndead; i++) {
@@ -1941,14 +1953,11 @@ static tm_err sq_change_visibility(fabric_backend *b, const char *queue, const c
 		r->visible_ns = tm_clock_deadline_ns(timeout_ms * TM_NS_PER_MS);
 		heap_fix(q, r);
 		pthread_cond_signal(&q->cond);
+		note_update(s, r);
 	}
 	pthread_mutex_unlock(&s->mu);
-	if (!err) {
-		wop *o = async_op(OP_RECV, 1, sizeof(uint64_t));
-		if (o)
-			o->u.seqs[0] = seq;
-		submit_async(s, o);
-	}
+	if (!err)
+		wake_idle_writer(s);
 	return err;
 }
 
@@ -2197,6 +2206,8 @@ static void sq_close(fabric_backend *b)
 	for (size_t i = 0; i < s->hash_cap; i++)
 		free(s->hash[i]);
 	free(s->hash);
+	free(s->upd[0]);
+	free(s->upd[1]);
 	free(s->ring);
 	free(s->enc);
 	free(s->rows);
