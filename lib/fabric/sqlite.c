@@ -84,6 +84,9 @@ static const char *const writer_sql[W__COUNT] = {
  * time per transaction in a plain SQLite loop). */
 #define LOG_TRUNCATE_BYTES ((uint64_t)256 << 10)
 #define LOG_TRUNCATE_ROWS 256
+/* A transaction takes operations until their messages reach this many
+ * bytes (at least one operation): the encode buffer holds them all. */
+#define TXN_BYTES ((size_t)16 << 20)
 /* WAL pages (4 KiB) between automatic checkpoints; bench/fabric gives its
  * raw SQLite loop the same. */
 #define WAL_CHECKPOINT_PAGES "8192"
@@ -150,6 +153,7 @@ typedef struct wop {
 	opkind kind;
 	bool async;          /* the writer frees it */
 	bool indexed;        /* OP_PUT: the writer made its messages visible */
+	size_t bytes;        /* OP_PUT: bodies and attributes, for TXN_BYTES */
 	tm_err err;
 	sem_t done;          /* posted after the commit (sync ops) */
 	struct wop *wake_next; /* the next sync op of its batch: woken by this
@@ -733,6 +737,12 @@ static void enc_trace(sq *s, const char *th)
 
 static void enc_reset(sq *s)
 {
+	/* A transaction of big messages does not keep its buffer. */
+	if (s->enc_cap > 4 * TXN_BYTES) {
+		free(s->enc);
+		s->enc = NULL;
+		s->enc_cap = 0;
+	}
 	s->enc_n = 0;
 	s->nrows = 0;
 	s->enc_failed = false;
@@ -1121,9 +1131,12 @@ static void *writer_main(void *arg)
 		wop *batch = s->head, *last = s->head;
 		size_t taken = 0;
 		if (last) {
+			size_t bytes = last->bytes;
 			taken = 1;
-			while (last->next && taken < s->batch_max) {
+			while (last->next && taken < s->batch_max &&
+			       bytes + last->next->bytes <= TXN_BYTES) {
 				last = last->next;
+				bytes += last->bytes;
 				taken++;
 			}
 			s->head = last->next;
@@ -1578,6 +1591,8 @@ static tm_err sq_put(fabric_backend *b, const fabric__put *puts, size_t n)
 	 * and owns them from then on. */
 	wop o = { .kind = OP_PUT, .n = n };
 	o.u.recs = recs;
+	for (size_t i = 0; i < n; i++)
+		o.bytes += puts[i].body_len + 64;
 	err = submit(s, &o);
 	if (o.indexed)
 		made = 0;
