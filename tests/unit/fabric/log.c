@@ -5,6 +5,7 @@
  * messages out of old rows, the conversion of a version-1 database, and a
  * damaged row refusing the open instead of guessing.
  */
+#include <pthread.h>
 #include <sqlite3.h>
 
 #include "fabric_test.h"
@@ -252,6 +253,67 @@ static void a_damaged_row_refuses_the_open(void **state)
 	ftest_open(t);
 }
 
+/* Messages of the maximum size sent by several threads at once, so that
+ * transactions hold several: no row grows much past the 4 MiB at which
+ * rows are split, and everything comes back whole after a reopen. */
+#define BIG_THREADS 6
+#define BIG_EACH 3
+
+struct big { fabric *f; const char *body; size_t len; };
+
+static void *send_big(void *arg)
+{
+	struct big *b = arg;
+	fabric_send_entry e = { .body = b->body, .body_len = b->len, .delay_ms = -1 };
+
+	for (int i = 0; i < BIG_EACH; i++)
+		if (fabric_queue_send(b->f, "big", &e, NULL))
+			return (void *)1;
+	return NULL;
+}
+
+static void big_messages_stay_whole_and_rows_stay_bounded(void **state)
+{
+	ftest *t = *state;
+	fabric_queue_attrs a;
+	size_t len = FABRIC_MESSAGE_SIZE_MAX - 64;
+	char *body = malloc(len + 1);
+	pthread_t th[BIG_THREADS];
+
+	assert_non_null(body);
+	for (size_t i = 0; i < len; i++)
+		body[i] = (char)('a' + i % 26);
+	body[len] = '\0';
+	fabric_queue_attrs_init(&a);
+	a.max_message_size = FABRIC_MESSAGE_SIZE_MAX;
+	assert_int_equal(fabric_queue_create(t->f, "big", &a), TM_OK);
+	struct big b = { t->f, body, len };
+	for (int i = 0; i < BIG_THREADS; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, send_big, &b), 0);
+	for (int i = 0; i < BIG_THREADS; i++) {
+		void *rv;
+		pthread_join(th[i], &rv);
+		assert_null(rv);
+	}
+	fabric_close(t->f);
+	t->f = NULL;
+	assert_true(db_int(t, "SELECT max(length(data)) FROM log") <
+		    (4 << 20) + FABRIC_MESSAGE_SIZE_MAX + 4096);
+	ftest_open(t);
+	fabric_message m[FABRIC_BATCH_MAX];
+	size_t got = 0, n;
+	while ((n = recv_n(t->f, "big", FABRIC_BATCH_MAX, 60000, m))) {
+		for (size_t i = 0; i < n; i++) {
+			assert_int_equal(m[i].body_len, len);
+			assert_memory_equal(m[i].body, body, len);
+		}
+		clear_all(m, n);
+		got += n;
+	}
+	assert_int_equal(got, BIG_THREADS * BIG_EACH);
+	free(body);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -261,6 +323,7 @@ int main(void)
 		T(live_messages_are_copied_forward_out_of_old_rows),
 		T(a_version_1_database_is_converted),
 		T(a_damaged_row_refuses_the_open),
+		T(big_messages_stay_whole_and_rows_stay_bounded),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
