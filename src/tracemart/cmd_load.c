@@ -34,7 +34,7 @@ int cmd_load(int argc, char **argv)
 		{.name = "trace-shape", .metavar = "FILE",
 		 .help = "JSON list of required spans [{service,name,kind}] (default: product create flow)"},
 		{.name = "verify-wait", .def = "60", .metavar = "SECONDS",
-		 .help = "how long (model time) to wait for traces to complete"},
+		 .help = "model seconds without progress (no new span or link) before a pending trace counts as broken; at most 10 such windows"},
 		{.name = "drain", .metavar = "SECONDS",
 		 .help = "real seconds allowed to in-flight flows after the last arrival (default: computed)"},
 		{.name = "quiet", .is_bool = true, .help = "no progress output"},

@@ -582,6 +582,7 @@ static void full_queue_answers_429_with_retry_after_and_sink_drops(void **state)
 	(void)state;
 	collector_config_init(&cfg);
 	cfg.queue_spans = 4;
+	cfg.sink_wait_ms = 1; /* the drop is what is tested, not the wait */
 	cfg.retention_age_ns = 0; /* no prune pass may take the lock first */
 	cfg.retention_spans = 0;
 	fx_start(&f, &cfg);
