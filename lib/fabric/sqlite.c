@@ -97,6 +97,8 @@ typedef struct mrec {
 	uint64_t visible_ns, expire_ns, sent_ns, first_recv_ns;
 	uint64_t token;      /* current receipt token, 0 before any receive */
 	size_t heap_idx;
+	unsigned char where;  /* Q_NONE, Q_HEAP or Q_READY */
+	struct mrec *ready_prev, *ready_next;
 	uint32_t qid, source_qid;
 	uint32_t recv_count;
 	uint32_t log_size;   /* bytes of its 'P' entry (live-bytes accounting) */
@@ -123,8 +125,14 @@ typedef struct mqueue {
 	bool deleted;        /* kept until close: waiters may still hold it */
 	char name[FABRIC_NAME_MAX + 1];
 	fabric_queue_attrs attrs;
-	hslot *heap;         /* min-heap on (visible_ns, seq) */
-	size_t n, cap;
+	/* Visible messages wait in a FIFO; the heap (on visible_ns, seq)
+	 * holds only those hidden until a deadline (delayed, in flight), so
+	 * a deep queue costs O(1) per receive, not a sift through every
+	 * queued message (the heap was ~4% of the benchmark). */
+	mrec *ready_head, *ready_tail;
+	size_t ready_n;
+	hslot *heap;
+	size_t n, cap;       /* n: messages in the heap */
 	pthread_cond_t cond; /* long pollers: one is woken per arrival, and a
 			      * woken one passes the baton while messages remain */
 	unsigned waiters;
@@ -432,6 +440,95 @@ static void heap_fix(mqueue *q, mrec *r)
 	heap_down(q, r->heap_idx);
 }
 
+enum { Q_NONE, Q_HEAP, Q_READY };
+
+static size_t q_count(const mqueue *q)
+{
+	return q->n + q->ready_n;
+}
+
+static void ready_append(mqueue *q, mrec *r)
+{
+	r->ready_next = NULL;
+	r->ready_prev = q->ready_tail;
+	if (q->ready_tail)
+		q->ready_tail->ready_next = r;
+	else
+		q->ready_head = r;
+	q->ready_tail = r;
+	q->ready_n++;
+	r->where = Q_READY;
+}
+
+static void ready_unlink(mqueue *q, mrec *r)
+{
+	if (r->ready_prev)
+		r->ready_prev->ready_next = r->ready_next;
+	else
+		q->ready_head = r->ready_next;
+	if (r->ready_next)
+		r->ready_next->ready_prev = r->ready_prev;
+	else
+		q->ready_tail = r->ready_prev;
+	q->ready_n--;
+	r->ready_prev = r->ready_next = NULL;
+	r->where = Q_NONE;
+}
+
+/* Queues r: visible now (wall ns) goes to the FIFO, later to the heap. */
+static tm_err q_insert(mqueue *q, mrec *r, uint64_t now)
+{
+	if (r->visible_ns <= now) {
+		ready_append(q, r);
+		return TM_OK;
+	}
+	tm_err err = heap_push(q, r);
+	if (!err)
+		r->where = Q_HEAP;
+	return err;
+}
+
+static void q_remove(mqueue *q, mrec *r)
+{
+	if (r->where == Q_READY) {
+		ready_unlink(q, r);
+	} else if (r->where == Q_HEAP) {
+		heap_remove(q, r);
+		r->where = Q_NONE;
+	}
+}
+
+/* Messages whose deadline passed move from the heap to the FIFO. */
+static void q_promote(mqueue *q, uint64_t now)
+{
+	while (q->n && q->heap[0].visible_ns <= now) {
+		mrec *r = q->heap[0].r;
+		heap_remove(q, r);
+		ready_append(q, r);
+	}
+}
+
+static int cmp_seq(const void *a, const void *b)
+{
+	const mrec *x = *(mrec *const *)a, *y = *(mrec *const *)b;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Every message of q, in no particular order (caller frees). */
+static mrec **q_all(const mqueue *q, size_t *n)
+{
+	mrec **v = malloc((q_count(q) ? q_count(q) : 1) * sizeof *v);
+
+	*n = 0;
+	if (!v)
+		return NULL;
+	for (size_t i = 0; i < q->n; i++)
+		v[(*n)++] = q->heap[i].r;
+	for (mrec *r = q->ready_head; r; r = r->ready_next)
+		v[(*n)++] = r;
+	return v;
+}
+
 static mqueue *queue_find(sq *s, const char *name)
 {
 	for (mqueue *q = s->queues; q; q = q->next)
@@ -560,8 +657,8 @@ static void row_unlink(sq *s, mrec *r)
 /* Drops a message from memory for good (its 'D' is the caller's). */
 static void mrec_forget(sq *s, mqueue *q, mrec *r)
 {
-	if (q && r->heap_idx < q->n && q->heap[r->heap_idx].r == r)
-		heap_remove(q, r);
+	if (q)
+		q_remove(q, r);
 	hash_del(s, r->seq);
 	row_unlink(s, r);
 	free(r);
@@ -1069,6 +1166,7 @@ static void log_committed(sq *s, wop *batch, tm_err berr)
 	}
 	if (berr)
 		return;
+	uint64_t now = tm_clock_wall_ns();
 	for (wop *o = batch; o; o = o->next) {
 		if (o->kind != OP_PUT)
 			continue;
@@ -1085,7 +1183,7 @@ static void log_committed(sq *s, wop *batch, tm_err berr)
 				free(r);
 				continue;
 			}
-			if (heap_push(q, r)) {
+			if (q_insert(q, r, now)) {
 				hash_del(s, r->seq);
 				tm_log(TM_LOG_ERROR, "fabric", "message stored but not indexed", NULL);
 				free(r);
@@ -1464,16 +1562,22 @@ static tm_err sq_queue_get_attrs(fabric_backend *b, const char *name, fabric_que
  * frees) for the durable delete. Locked. */
 static tm_err drain_locked(sq *s, mqueue *q, uint64_t **seqs, size_t *n)
 {
+	size_t k;
+	mrec **all = q_all(q, &k);
+
 	*n = 0;
-	*seqs = malloc((q->n ? q->n : 1) * sizeof **seqs);
-	if (!*seqs)
+	*seqs = malloc((k ? k : 1) * sizeof **seqs);
+	if (!*seqs || !all) {
+		free(all);
+		free(*seqs);
+		*seqs = NULL;
 		return TM_ERR_NOMEM;
-	for (size_t i = 0; i < q->n; i++) {
-		mrec *r = q->heap[i].r;
-		(*seqs)[(*n)++] = r->seq;
-		mrec_forget(s, NULL, r);
 	}
-	q->n = 0;
+	for (size_t i = 0; i < k; i++) {
+		(*seqs)[(*n)++] = all[i]->seq;
+		mrec_forget(s, q, all[i]);
+	}
+	free(all);
 	return TM_OK;
 }
 
@@ -1575,7 +1679,7 @@ static tm_err sq_put(fabric_backend *b, const fabric__put *puts, size_t n)
 			break;
 		}
 		/* i counts this call's earlier puts: conservative. */
-		if (q->n + i >= s->depth_max) {
+		if (q_count(q) + i >= s->depth_max) {
 			err = TM_ERR_LIMIT;
 			break;
 		}
@@ -1719,9 +1823,9 @@ static tm_err sq_receive(fabric_backend *b, const char *queue, size_t max, uint6
 	}
 	for (;;) {
 		uint64_t now = tm_clock_wall_ns();
-		while (n < max && q->n && q->heap[0].visible_ns <= now &&
-		       nexp < TM_ARRAY_LEN(expired) && nmv < DEAD_MAX) {
-			mrec *r = q->heap[0].r;
+		q_promote(q, now);
+		while (n < max && q->ready_n && nexp < TM_ARRAY_LEN(expired) && nmv < DEAD_MAX) {
+			mrec *r = q->ready_head;
 			/* Retention counts from the original send, like SQS. */
 			if (r->expire_ns <= now) {
 				expired[nexp++] = r->seq;
@@ -1733,20 +1837,12 @@ static tm_err sq_receive(fabric_backend *b, const char *queue, size_t max, uint6
 					     ? queue_find(s, qa->dead_letter_queue) : NULL;
 			if (dq && dq != q && r->recv_count + 1 > qa->max_receive_count) {
 				/* Redrive: this receive would exceed maxReceiveCount. */
-				heap_remove(q, r);
+				ready_unlink(q, r);
 				r->source_qid = q->id;
 				r->qid = dq->id;
 				r->visible_ns = now;
 				r->token = 0;
-				if (heap_push(dq, r)) {
-					/* Cannot grow the DLQ: put it back, deliver later. */
-					r->qid = q->id;
-					r->source_qid = 0;
-					r->visible_ns = now + TM_NS_PER_S;
-					if (heap_push(q, r))
-						mrec_forget(s, NULL, r);
-					break;
-				}
+				ready_append(dq, r);
 				if (dq->waiters)
 					pthread_cond_signal(&dq->cond);
 				note_update(s, r);
@@ -1776,7 +1872,7 @@ static tm_err sq_receive(fabric_backend *b, const char *queue, size_t max, uint6
 			/* Out of the heap until the call ends: with a zero
 			 * visibility timeout it would otherwise come straight
 			 * back and be returned twice in one response. */
-			heap_remove(q, r);
+			ready_unlink(q, r);
 			taken[ntaken++] = r;
 			if ((err = copy_out(s, r, &out[n], &out_attrs[n]))) {
 				/* Stays in flight; redelivered after the timeout. */
@@ -1796,7 +1892,7 @@ static tm_err sq_receive(fabric_backend *b, const char *queue, size_t max, uint6
 		/* Sleep until a send wakes us, the poll ends, or the earliest
 		 * hidden message becomes visible. */
 		uint64_t until = mono_deadline;
-		if (q->n) {
+		if (q->n) { /* the FIFO is empty: the heap's top is next */
 			uint64_t wall = tm_clock_wall_ns();
 			uint64_t dv = q->heap[0].visible_ns > wall ? q->heap[0].visible_ns - wall : 0;
 			if (mono + dv < until)
@@ -1816,11 +1912,15 @@ static tm_err sq_receive(fabric_backend *b, const char *queue, size_t max, uint6
 			break;
 		}
 	}
-	for (size_t i = 0; i < ntaken; i++)
-		(void)heap_push(q, taken[i]); /* room: they were just removed */
-	/* Pass the baton: more is visible and someone else is waiting. */
-	if (q && q->waiters && q->n && q->heap[0].visible_ns <= tm_clock_wall_ns())
-		pthread_cond_signal(&q->cond);
+	if (ntaken || (q && q->waiters)) {
+		uint64_t now = tm_clock_wall_ns();
+		for (size_t i = 0; i < ntaken; i++)
+			if (q_insert(q, taken[i], now))
+				mrec_forget(s, NULL, taken[i]); /* comes back at restart */
+		/* Pass the baton: more is visible and someone else waits. */
+		if (q->waiters && (q->ready_n || (q->n && q->heap[0].visible_ns <= now)))
+			pthread_cond_signal(&q->cond);
+	}
 unlock:
 	pthread_mutex_unlock(&s->mu);
 
@@ -1852,11 +1952,6 @@ unlock:
 	return err;
 }
 
-static int cmp_seq(const void *a, const void *b)
-{
-	const mrec *x = *(mrec *const *)a, *y = *(mrec *const *)b;
-	return x->seq < y->seq ? -1 : x->seq > y->seq;
-}
 
 static tm_err sq_peek(fabric_backend *b, const char *queue, size_t max, fabric_message *out,
 		      size_t *nout)
@@ -1876,17 +1971,16 @@ static tm_err sq_peek(fabric_backend *b, const char *queue, size_t max, fabric_m
 		err = TM_ERR_NOT_FOUND;
 		goto out;
 	}
-	if (!q->n)
+	if (!q_count(q))
 		goto out;
-	sorted = malloc(q->n * sizeof *sorted);
+	size_t total;
+	sorted = q_all(q, &total);
 	if (!sorted) {
 		err = TM_ERR_NOMEM;
 		goto out;
 	}
-	for (size_t i = 0; i < q->n; i++)
-		sorted[i] = q->heap[i].r;
-	qsort(sorted, q->n, sizeof *sorted, cmp_seq);
-	for (size_t i = 0; i < q->n && n < max; i++) {
+	qsort(sorted, total, sizeof *sorted, cmp_seq);
+	for (size_t i = 0; i < total && n < max; i++) {
 		if ((err = copy_out(s, sorted[i], &out[n], &pattrs[n])))
 			break;
 		n++;
@@ -1966,7 +2060,7 @@ static tm_err sq_change_visibility(fabric_backend *b, const char *queue, const c
 		err = TM_ERR_NOT_FOUND; /* MessageNotInflight */
 	} else {
 		r->visible_ns = tm_clock_deadline_ns(timeout_ms * TM_NS_PER_MS);
-		heap_fix(q, r);
+		heap_fix(q, r); /* in flight: in the heap */
 		pthread_cond_signal(&q->cond);
 		note_update(s, r);
 	}
@@ -2012,36 +2106,34 @@ static tm_err sq_redrive(fabric_backend *b, const char *dlq, const char *dest, u
 		err = TM_ERR_NOT_FOUND;
 		goto unlock;
 	}
-	if (!q->n)
+	if (!q_count(q))
 		goto unlock;
-	mv = malloc(q->n * sizeof *mv);
-	if (!mv) {
+	size_t total;
+	mrec **all = q_all(q, &total);
+	mv = malloc(total * sizeof *mv);
+	if (!mv || !all) {
+		free(all);
 		err = TM_ERR_NOMEM;
 		goto unlock;
 	}
+	qsort(all, total, sizeof *all, cmp_seq); /* oldest first into the FIFOs */
 	uint64_t now = tm_clock_wall_ns();
-	for (size_t i = 0; i < q->n;) {
-		mrec *r = q->heap[i].r;
+	for (size_t i = 0; i < total; i++) {
+		mrec *r = all[i];
 		mqueue *t = to ? to : queue_by_id(s, r->source_qid);
-		if (!t || t == q) {
-			i++; /* no known source: it stays */
-			continue;
-		}
-		heap_remove(q, r);
+		if (!t || t == q)
+			continue; /* no known source: it stays */
+		q_remove(q, r);
 		r->qid = t->id;
 		r->source_qid = 0;
 		r->recv_count = 0;
 		r->token = 0;
 		r->visible_ns = now;
-		if (heap_push(t, r)) {
-			mrec_forget(s, NULL, r);
-			err = TM_ERR_NOMEM;
-			break;
-		}
+		ready_append(t, r);
 		pthread_cond_broadcast(&t->cond);
 		mv[n++] = r->seq;
-		/* heap_remove refilled slot i: look at it again. */
 	}
+	free(all);
 unlock:
 	pthread_mutex_unlock(&s->mu);
 	if (n) {
@@ -2081,6 +2173,9 @@ static tm_err sq_stats(fabric_backend *b, const char *queue, fabric_queue_stats 
 			else
 				out->delayed++;
 		}
+		for (const mrec *r = q->ready_head; r; r = r->ready_next)
+			if (r->expire_ns > now)
+				out->visible++;
 	}
 	pthread_mutex_unlock(&s->mu);
 	return err;
@@ -2093,7 +2188,9 @@ static uint64_t sq_next_visible(fabric_backend *b, const char *queue)
 
 	pthread_mutex_lock(&s->mu);
 	mqueue *q = queue_find(s, queue);
-	if (q && q->n)
+	if (q && q->ready_n)
+		v = q->ready_head->visible_ns;
+	else if (q && q->n)
 		v = q->heap[0].visible_ns;
 	pthread_mutex_unlock(&s->mu);
 	return v;
@@ -2517,11 +2614,20 @@ static tm_err load_log(sq *s)
 static tm_err place_all(sq *s)
 {
 	mrec *orphans = NULL;
+	uint64_t now = tm_clock_wall_ns();
+	mrec **v = malloc((s->hash_n ? s->hash_n : 1) * sizeof *v);
+	size_t n = 0;
+	tm_err err = TM_OK;
 
-	for (size_t i = 0; i < s->hash_cap; i++) {
-		mrec *r = s->hash[i];
-		if (!r)
-			continue;
+	if (!v)
+		return TM_ERR_NOMEM;
+	for (size_t i = 0; i < s->hash_cap; i++)
+		if (s->hash[i])
+			v[n++] = s->hash[i];
+	/* In send order: the FIFOs start as they were. */
+	qsort(v, n, sizeof *v, cmp_seq);
+	for (size_t i = 0; i < n && !err; i++) {
+		mrec *r = v[i];
 		mqueue *q = queue_by_id(s, r->qid);
 		if (!q) {
 			r->row_next = orphans;
@@ -2533,19 +2639,19 @@ static tm_err place_all(sq *s)
 		r->token = r->recv_count ? 1 : 0;
 		uint64_t row = r->row;
 		r->row = 0;
-		tm_err err = heap_push(q, r);
-		if (err)
-			return err;
+		if ((err = q_insert(q, r, now)))
+			break;
 		if (row && ring_has(s, row))
 			row_link(s, r, row);
 	}
+	free(v);
 	while (orphans) {
 		mrec *r = orphans;
 		orphans = r->row_next;
 		hash_del(s, r->seq);
 		free(r);
 	}
-	return TM_OK;
+	return err;
 }
 
 /* Writes the version-1 rows loaded into memory into the log and drops

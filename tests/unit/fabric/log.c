@@ -314,6 +314,54 @@ static void big_messages_stay_whole_and_rows_stay_bounded(void **state)
 	free(body);
 }
 
+/* Visible messages wait in a FIFO, hidden ones in a deadline heap: a deep
+ * queue hands messages out oldest first, one whose visibility timeout ran
+ * out joins the FIFO again, a delayed one stays hidden until its time, and
+ * the stats count both places. */
+static void deep_queue_is_first_in_first_out_with_deadlines(void **state)
+{
+	ftest *t = *state;
+	fabric_message m[FABRIC_BATCH_MAX];
+	fabric_queue_stats st;
+	char body[16];
+
+	make_queue(t->f, "q", NULL, 0);
+	/* 15 minutes of model time: 9 s here, longer than the test. */
+	fabric_send_entry late = { .body = "late", .body_len = 4, .delay_ms = 900000 };
+	assert_int_equal(fabric_queue_send(t->f, "q", &late, NULL), TM_OK);
+	for (int i = 0; i < 3000; i++) {
+		snprintf(body, sizeof body, "%d", i);
+		send_text(t->f, "q", body, NULL);
+	}
+	assert_int_equal(fabric_queue_stats_get(t->f, "q", &st), TM_OK);
+	assert_int_equal(st.visible, 3000);
+	assert_int_equal(st.delayed, 1);
+	char handle5[FABRIC_RECEIPT_MAX] = "";
+	int next = 0;
+	size_t n;
+	while (next < 3000 && (n = recv_n(t->f, "q", FABRIC_BATCH_MAX, 3600 * 1000, m))) {
+		for (size_t i = 0; i < n; i++, next++) {
+			snprintf(body, sizeof body, "%d", next);
+			assert_string_equal(m[i].body, body);
+			if (next == 5)
+				snprintf(handle5, sizeof handle5, "%s", m[i].receipt_handle);
+		}
+		clear_all(m, n);
+	}
+	assert_int_equal(next, 3000);
+	assert_int_equal(fabric_queue_stats_get(t->f, "q", &st), TM_OK);
+	assert_int_equal(st.in_flight, 3000);
+	assert_int_equal(st.delayed, 1);
+	assert_int_equal(st.visible, 0);
+	/* "5" made visible again comes back; "late" is still hidden. */
+	assert_int_equal(fabric_queue_change_visibility(t->f, "q", handle5, 0), TM_OK);
+	assert_int_equal(recv_n(t->f, "q", FABRIC_BATCH_MAX, 3600 * 1000, m), 1);
+	assert_string_equal(m[0].body, "5");
+	assert_int_equal(m[0].receive_count, 2);
+	clear_all(m, 1);
+	assert_int_equal(recv_n(t->f, "q", 1, 0, m), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -324,6 +372,7 @@ int main(void)
 		T(a_version_1_database_is_converted),
 		T(a_damaged_row_refuses_the_open),
 		T(big_messages_stay_whole_and_rows_stay_bounded),
+		T(deep_queue_is_first_in_first_out_with_deadlines),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
