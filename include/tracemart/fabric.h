@@ -211,7 +211,8 @@ typedef struct fabric_message {
 	size_t body_len;
 	/* SQS MessageAttributes: {"n":{"DataType":"String","StringValue":"v"}}
 	 * (Binary: "BinaryValue", base64), trace context included; NULL when
-	 * the message has none. */
+	 * the message has none. Read-only: the messages of one receive may
+	 * share values (the `_datadog` attribute of one batch). */
 	json_t *attributes;
 	unsigned receive_count;    /* ApproximateReceiveCount */
 	uint64_t sent_ns;          /* SentTimestamp (Unix ns) */

@@ -53,7 +53,9 @@ void fabric__result_ok(fabric_result *r, const char *id)
 	if (!r)
 		return;
 	memset(r, 0, sizeof *r);
-	snprintf(r->id, sizeof r->id, "%s", id);
+	size_t n = strnlen(id, sizeof r->id - 1);
+	memcpy(r->id, id, n); /* per message: no printf */
+	r->id[n] = '\0';
 }
 
 /* ---------------------------------------------------------- names, ARNs */
@@ -646,9 +648,10 @@ static void render_all(fabric *f, fabric_message *m, size_t n)
 			json_t *dd = json_object_get(m[i - 1].attributes, FABRIC_DATADOG_ATTR);
 			if (dd && !m[i].attributes)
 				m[i].attributes = json_object();
+			/* Shared, not copied (jansson's reference counts are
+			 * atomic): messages are handed out read-only. */
 			if (dd && m[i].attributes)
-				json_object_set_new(m[i].attributes, FABRIC_DATADOG_ATTR,
-						    json_deep_copy(dd));
+				json_object_set(m[i].attributes, FABRIC_DATADOG_ATTR, dd);
 			memcpy(m[i].trace_header, m[i - 1].trace_header, sizeof m[i].trace_header);
 			continue;
 		}
