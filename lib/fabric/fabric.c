@@ -645,6 +645,15 @@ static void render_all(fabric *f, fabric_message *m, size_t n)
 		const char *src = m[i].trace_header;
 		bool has_dd = json_object_get(m[i].attributes, FABRIC_DATADOG_ATTR) != NULL;
 		if (i && prev_ours && !has_dd && src[0] == '~' && !strcmp(src, prev)) {
+			/* Neither has attributes of its own: share the whole
+			 * object (no allocation per message). */
+			if (!m[i].attributes && m[i - 1].attributes &&
+			    json_object_size(m[i - 1].attributes) == 1) {
+				m[i].attributes = json_incref(m[i - 1].attributes);
+				memcpy(m[i].trace_header, m[i - 1].trace_header,
+				       sizeof m[i].trace_header);
+				continue;
+			}
 			json_t *dd = json_object_get(m[i - 1].attributes, FABRIC_DATADOG_ATTR);
 			if (dd && !m[i].attributes)
 				m[i].attributes = json_object();
