@@ -21,21 +21,7 @@ static const char scenario[] =
 	"  phases:\n"
 	"    - duration: 2\n"
 	"      arrivalCount: 4\n"
-	"scenarios:\n"
-	"  - name: product flow\n"
-	"    flow:\n"
-	"      - function: generateProduct\n"
-	"      - post:\n"
-	"          url: /product\n"
-	"          json: {name: \"{{ Name }}\", price: \"{{ Price }}\"}\n"
-	"          capture: [{json: \"$.data.productId\", as: Id}]\n"
-	"      - get: {url: \"/product/{{ Id }}\"}\n"
-	"      - think: 3\n"
-	"      - put:\n"
-	"          url: /product\n"
-	"          json: {id: \"{{ Id }}\", name: \"{{ Name }}\", price: \"{{ UpdatedPrice }}\"}\n"
-	"      - think: 1\n"
-	"      - delete: {url: \"/product/{{ Id }}\"}\n";
+	TS_PRODUCT_FLOW_SCENARIO;
 
 static ts_proc p;
 static char dir[256];

@@ -43,21 +43,7 @@ static const char scenario_fmt[] =
 	"  phases:\n"
 	"    - duration: %d\n"
 	"      arrivalRate: %d\n"
-	"scenarios:\n"
-	"  - name: product flow\n"
-	"    flow:\n"
-	"      - function: generateProduct\n"
-	"      - post:\n"
-	"          url: /product\n"
-	"          json: {name: \"{{ Name }}\", price: \"{{ Price }}\"}\n"
-	"          capture: [{json: \"$.data.productId\", as: Id}]\n"
-	"      - get: {url: \"/product/{{ Id }}\"}\n"
-	"      - think: 3\n"
-	"      - put:\n"
-	"          url: /product\n"
-	"          json: {id: \"{{ Id }}\", name: \"{{ Name }}\", price: \"{{ UpdatedPrice }}\"}\n"
-	"      - think: 1\n"
-	"      - delete: {url: \"/product/{{ Id }}\"}\n";
+	TS_PRODUCT_FLOW_SCENARIO;
 
 /* The hops of the create flow, as (child, parent) span names within one
  * trace: topic → function, topic → queue → function → bus → queue →

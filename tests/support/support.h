@@ -107,6 +107,26 @@ typedef struct ts_span_shape {
  * span in the trace listed (exact when exact). Writes the first problem
  * into why and returns false.
  */
+/* The scenarios block of an Artillery script running the product flow of
+ * the original's load test (create, read, update, delete), to follow a
+ * config block. No '%': usable inside a printf format. */
+#define TS_PRODUCT_FLOW_SCENARIO \
+	"scenarios:\n" \
+	"  - name: product flow\n" \
+	"    flow:\n" \
+	"      - function: generateProduct\n" \
+	"      - post:\n" \
+	"          url: /product\n" \
+	"          json: {name: \"{{ Name }}\", price: \"{{ Price }}\"}\n" \
+	"          capture: [{json: \"$.data.productId\", as: Id}]\n" \
+	"      - get: {url: \"/product/{{ Id }}\"}\n" \
+	"      - think: 3\n" \
+	"      - put:\n" \
+	"          url: /product\n" \
+	"          json: {id: \"{{ Id }}\", name: \"{{ Name }}\", price: \"{{ UpdatedPrice }}\"}\n" \
+	"      - think: 1\n" \
+	"      - delete: {url: \"/product/{{ Id }}\"}\n"
+
 /* The create flow of docs/trace-shape.md. */
 extern const ts_span_shape ts_create_shape[];
 extern const size_t ts_create_shape_len;
