@@ -19,12 +19,14 @@ static struct {
 	size_t messages;
 	size_t body;
 	unsigned producers, consumers;
+	unsigned window;     /* batches in flight per thread; 1: synchronous calls */
 	unsigned raw_batch;
 	bool full;
 	bool no_tracing;
 	bool no_raw;
 	char dir[256];
-} opt = { .messages = 500000, .body = 100, .producers = 16, .consumers = 16,
+	bool custom;         /* threads or window given: one run with them */
+} opt = { .messages = 500000, .body = 100, .producers = 16, .consumers = 16, .window = 1,
 	  .raw_batch = 1000 };
 
 static void die(const char *what)
@@ -99,11 +101,24 @@ struct shared {
 	_Atomic size_t empty_polls;
 };
 
+#define WINDOW_MAX 64
+
+static void check_results(const fabric_result *r, size_t k)
+{
+	for (size_t i = 0; i < k; i++)
+		if (r[i].err)
+			die(r[i].message);
+}
+
+/* Sends batches of 10; with a window > 1 keeps that many in flight
+ * (pipelined: start, and finish the oldest when the window is full). */
 static void *producer(void *arg)
 {
 	struct shared *s = arg;
 	fabric_send_entry e[FABRIC_BATCH_MAX];
-	fabric_result r[FABRIC_BATCH_MAX];
+	static _Thread_local fabric_result r[WINDOW_MAX][FABRIC_BATCH_MAX];
+	fabric_op *op[WINDOW_MAX];
+	size_t nk[WINDOW_MAX], head = 0, inflight = 0;
 	char ids[FABRIC_BATCH_MAX][4];
 
 	for (size_t i = 0; i < FABRIC_BATCH_MAX; i++) {
@@ -113,25 +128,66 @@ static void *producer(void *arg)
 	}
 	for (size_t sent = 0; sent < s->to_send;) {
 		size_t k = s->to_send - sent < FABRIC_BATCH_MAX ? s->to_send - sent : FABRIC_BATCH_MAX;
-		if (fabric_queue_send_batch(s->f, "bench", e, k, r))
-			die("send_batch");
-		for (size_t i = 0; i < k; i++)
-			if (r[i].err)
-				die(r[i].message);
+		if (opt.window <= 1) {
+			if (fabric_queue_send_batch(s->f, "bench", e, k, r[0]))
+				die("send_batch");
+			check_results(r[0], k);
+		} else {
+			if (inflight == opt.window) {
+				if (fabric_queue_send_batch_finish(op[head]))
+					die("send_batch_finish");
+				check_results(r[head], nk[head]);
+				head = (head + 1) % opt.window;
+				inflight--;
+			}
+			size_t slot = (head + inflight) % opt.window;
+			if (fabric_queue_send_batch_start(s->f, "bench", e, k, r[slot], &op[slot]))
+				die("send_batch_start");
+			nk[slot] = k;
+			inflight++;
+		}
 		sent += k;
+	}
+	for (; inflight; inflight--, head = (head + 1) % opt.window) {
+		if (fabric_queue_send_batch_finish(op[head]))
+			die("send_batch_finish");
+		check_results(r[head], nk[head]);
 	}
 	return NULL;
 }
 
+/* A delete in flight: the handles it names live with it. */
+struct pdel {
+	fabric_op *op;
+	size_t n;
+	char h[FABRIC_BATCH_MAX][FABRIC_RECEIPT_MAX];
+	const char *hp[FABRIC_BATCH_MAX];
+	tm_err res[FABRIC_BATCH_MAX];
+};
+
+static void pdel_finish(struct shared *s, struct pdel *d)
+{
+	if (fabric_queue_delete_batch_finish(d->op))
+		die("delete_batch_finish");
+	for (size_t i = 0; i < d->n; i++)
+		if (d->res[i])
+			die("delete result");
+	s->deleted += d->n;
+}
+
+/* Receives 10 and deletes them; with a window > 1 the deletes are
+ * pipelined (the next receive does not wait for the last delete). */
 static void *consumer(void *arg)
 {
 	struct shared *s = arg;
 	fabric_message m[FABRIC_BATCH_MAX];
 	fabric_receive_opts o = { .max_messages = FABRIC_BATCH_MAX, .wait_ms = 100,
 				  .visibility_timeout_ms = -1 };
-	const char *h[FABRIC_BATCH_MAX];
-	tm_err res[FABRIC_BATCH_MAX];
+	struct pdel *d = calloc(WINDOW_MAX, sizeof *d);
+	size_t head = 0, inflight = 0;
 
+	if (!d)
+		die("out of memory");
 	for (;;) {
 		size_t n = 0;
 		if (s->deleted >= opt.messages)
@@ -140,16 +196,36 @@ static void *consumer(void *arg)
 			die("receive");
 		if (!n) {
 			s->empty_polls++;
+			/* Nothing to receive: settle what is in flight. */
+			for (; inflight; inflight--, head = (head + 1) % opt.window)
+				pdel_finish(s, &d[head]);
 			continue;
 		}
-		for (size_t i = 0; i < n; i++)
-			h[i] = m[i].receipt_handle;
-		if (fabric_queue_delete_batch(s->f, "bench", h, n, res))
-			die("delete_batch");
-		for (size_t i = 0; i < n; i++)
+		if (inflight == opt.window) {
+			pdel_finish(s, &d[head]);
+			head = (head + 1) % opt.window;
+			inflight--;
+		}
+		struct pdel *x = &d[(head + inflight) % opt.window];
+		x->n = n;
+		for (size_t i = 0; i < n; i++) {
+			memcpy(x->h[i], m[i].receipt_handle, sizeof x->h[i]);
+			x->hp[i] = x->h[i];
 			fabric_message_clear(&m[i]);
-		s->deleted += n;
+		}
+		if (opt.window <= 1) {
+			if (fabric_queue_delete_batch(s->f, "bench", x->hp, n, x->res))
+				die("delete_batch");
+			s->deleted += n;
+			continue;
+		}
+		if (fabric_queue_delete_batch_start(s->f, "bench", x->hp, n, x->res, &x->op))
+			die("delete_batch_start");
+		inflight++;
 	}
+	for (; inflight; inflight--, head = (head + 1) % opt.window)
+		pdel_finish(s, &d[head]);
+	free(d);
 	return NULL;
 }
 
@@ -193,7 +269,8 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: fabric_bench [--messages N] [--body BYTES] [--producers P] [--consumers C]\n"
-		"                    [--raw-batch ROWS] [--full] [--no-tracing] [--no-raw] [--dir DIR]\n");
+		"                    [--raw-batch ROWS] [--window W] [--full] [--no-tracing] [--no-raw]\n"
+		"                    [--dir DIR]\n");
 	exit(2);
 }
 
@@ -223,11 +300,13 @@ int main(int argc, char **argv)
 			else if (!strcmp(a, "--body") && v <= 65536)
 				opt.body = v;
 			else if (!strcmp(a, "--producers") && v <= 32)
-				opt.producers = (unsigned)v;
+				opt.producers = (unsigned)v, opt.custom = true;
 			else if (!strcmp(a, "--consumers") && v <= 32)
-				opt.consumers = (unsigned)v;
+				opt.consumers = (unsigned)v, opt.custom = true;
 			else if (!strcmp(a, "--raw-batch"))
 				opt.raw_batch = (unsigned)v;
+			else if (!strcmp(a, "--window") && v <= WINDOW_MAX)
+				opt.window = (unsigned)v, opt.custom = true;
 			else
 				usage();
 		}
@@ -247,15 +326,34 @@ int main(int argc, char **argv)
 	 * ones (the upper bound of what SQLite does on this disk). */
 	double raw10 = opt.no_raw ? 1 : raw_sqlite(path, body, FABRIC_BATCH_MAX);
 	double raw = opt.no_raw ? 1 : raw_sqlite(path, body, opt.raw_batch);
-	double fab = fabric_run(path, body);
+	/* By default two ways of calling: synchronous calls from many
+	 * threads, and the pipelined API from a few. */
+	struct { unsigned p, c, w; double mps; } runs[2] = {
+		{ opt.producers, opt.consumers, opt.window, 0 }, { 4, 4, 8, 0 } };
+	size_t nruns = opt.custom ? 1 : 2;
+	size_t messages = opt.messages;
+	for (size_t i = 0; i < nruns; i++) {
+		opt.producers = runs[i].p;
+		opt.consumers = runs[i].c;
+		opt.window = runs[i].w;
+		opt.messages = messages;
+		runs[i].mps = fabric_run(path, body);
+	}
 	rmdir(opt.dir);
 	printf("durability: WAL synchronous=%s, body %zu bytes, %zu messages\n",
 	       opt.full ? "FULL" : "NORMAL", opt.body, opt.messages);
 	printf("raw sqlite insert, %4d rows/txn:  %10.0f rows/s\n", FABRIC_BATCH_MAX, raw10);
 	printf("raw sqlite insert, %4u rows/txn:  %10.0f rows/s\n", opt.raw_batch, raw);
-	printf("fabric send+receive+delete (%u+%u threads, batches of 10%s): %10.0f messages/s\n",
-	       opt.producers, opt.consumers, opt.no_tracing ? ", no tracing" : "", fab);
-	printf("ratio fabric/raw(%u rows/txn): %.2f\n", opt.raw_batch, fab / raw);
-	printf("ratio fabric/raw(%d rows/txn): %.2f\n", FABRIC_BATCH_MAX, fab / raw10);
+	for (size_t i = 0; i < nruns; i++) {
+		char how[64] = "synchronous calls";
+		if (runs[i].w > 1)
+			snprintf(how, sizeof how, "pipelined, %u batches in flight per thread",
+				 runs[i].w);
+		printf("fabric send+receive+delete (%u+%u threads, batches of 10, %s%s): "
+		       "%10.0f messages/s\n", runs[i].p, runs[i].c, how,
+		       opt.no_tracing ? ", no tracing" : "", runs[i].mps);
+		printf("  ratio fabric/raw(%u rows/txn): %.2f   fabric/raw(%d rows/txn): %.2f\n",
+		       opt.raw_batch, runs[i].mps / raw, FABRIC_BATCH_MAX, runs[i].mps / raw10);
+	}
 	return 0;
 }

@@ -254,6 +254,31 @@ tm_err fabric_queue_delete_message(fabric *f, const char *queue,
 tm_err fabric_queue_delete_batch(fabric *f, const char *queue,
 				 const char *const *receipts, size_t n,
 				 tm_err *results /* OUT, n */) TM_WARN_UNUSED;
+
+/*
+ * Pipelined sends and deletes, for callers that keep several batches in
+ * flight (one thread, no sleep per batch): _start does everything the
+ * synchronous call does up to the durable write and returns without
+ * waiting for it; _finish waits for that write, completes the results and
+ * returns what the synchronous call would have. Messages sent become
+ * visible to receivers when their write commits; deleted messages leave
+ * the queue at _start. Every op a _start returned must be given to its
+ * _finish exactly once (it holds memory and the producer span), before
+ * fabric_close and on the thread that started it; results must stay valid
+ * until then. On a whole-request problem _start returns its error
+ * (results[0] describes it for sends) and no op.
+ */
+typedef struct fabric_op fabric_op;
+tm_err fabric_queue_send_batch_start(fabric *f, const char *queue,
+				     const fabric_send_entry *entries, size_t n,
+				     fabric_result *results /* OUT, n */,
+				     fabric_op **op /* OUT */) TM_WARN_UNUSED;
+tm_err fabric_queue_send_batch_finish(fabric_op *op) TM_WARN_UNUSED;
+tm_err fabric_queue_delete_batch_start(fabric *f, const char *queue,
+				       const char *const *receipts, size_t n,
+				       tm_err *results /* OUT, n */,
+				       fabric_op **op /* OUT */) TM_WARN_UNUSED;
+tm_err fabric_queue_delete_batch_finish(fabric_op *op) TM_WARN_UNUSED;
 /* New visibility from now (0 makes it visible at once). A stale handle
  * or a message not in flight is TM_ERR_NOT_FOUND (MessageNotInflight). */
 tm_err fabric_queue_change_visibility(fabric *f, const char *queue,

@@ -459,46 +459,82 @@ tm_err fabric__fanout_put(fabric *f, fabric__fanout *fo)
 }
 
 /* batch: entries come from SendMessageBatch and must carry valid ids. */
-static tm_err send_entries(fabric *f, const char *queue, const fabric_send_entry *entries,
-			   size_t n, fabric_result *results, bool batch)
-{
+/* A send between its start and its finish (pipelined, or the two halves
+ * of a synchronous call). */
+struct fabric_op {
+	fabric *f;
+	bool is_send;
+	size_t n;
+	fabric_result *results;  /* send */
+	tm_err *dresults;        /* delete */
 	char qn[FABRIC_NAME_MAX + 1];
-	fabric_queue_attrs qa;
 	fabric__put puts[FABRIC_BATCH_MAX];
-	size_t np = 0, idx[FABRIC_BATCH_MAX], total = 0;
-	char *attrs[FABRIC_BATCH_MAX] = {0};
+	size_t np, idx[FABRIC_BATCH_MAX];
+	char *attrs[FABRIC_BATCH_MAX];
 	fabric__producer prod;
+	void *pending;           /* the backend's, when pipelined */
+	tm_err err;              /* the store's outcome when synchronous */
+};
+
+/*
+ * Validates, starts the producer span and hands the messages to the
+ * backend: pipelined, without waiting for the commit, when it can.
+ * A whole-request problem returns its error with results[0] describing
+ * it and no op; otherwise TM_OK and *out to give to send_finish.
+ */
+static tm_err send_start(fabric *f, const char *queue, const fabric_send_entry *entries,
+			 size_t n, fabric_result *results, bool batch, bool pipelined,
+			 fabric_op **out)
+{
+	fabric_queue_attrs qa;
+	size_t total = 0;
 	tm_buf b;
 	tm_err err;
+	fabric_op *op = calloc(1, sizeof *op);
+
+	*out = NULL;
+	if (!op) {
+		fabric__result_set(results, TM_ERR_NOMEM, "InternalError", "out of memory");
+		return TM_ERR_NOMEM;
+	}
+	op->f = f;
+	op->is_send = true;
+	op->n = n;
+	op->results = results;
+	char *qn = op->qn;
+	fabric__put *puts = op->puts;
+	char **attrs = op->attrs;
+	size_t np = 0, *idx = op->idx;
+#define return_err(e) do { free(op); return (e); } while (0)
 
 	if (queue_name(queue, qn)) {
 		fabric__result_set(results, TM_ERR_INVALID, "InvalidParameterValue",
 				   "Invalid queue name.");
-		return TM_ERR_INVALID;
+		return_err(TM_ERR_INVALID);
 	}
 	if (!n) {
 		fabric__result_set(results, TM_ERR_INVALID, "AWS.SimpleQueueService.EmptyBatchRequest",
 				   "There should be at least one SendMessageBatchRequestEntry in the request.");
-		return TM_ERR_INVALID;
+		return_err(TM_ERR_INVALID);
 	}
 	if (n > FABRIC_BATCH_MAX) {
 		fabric__result_set(results, TM_ERR_LIMIT,
 				   "AWS.SimpleQueueService.TooManyEntriesInBatchRequest",
 				   "Maximum number of entries per request are %d. You have sent %zu.",
 				   FABRIC_BATCH_MAX, n);
-		return TM_ERR_LIMIT;
+		return_err(TM_ERR_LIMIT);
 	}
 	if ((err = f->be->ops->queue_get_attrs(f->be, qn, &qa))) {
 		fabric__result_set(results, err, "AWS.SimpleQueueService.NonExistentQueue",
 				   "The specified queue does not exist.");
-		return err;
+		return_err(err);
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (batch && !fabric__valid_name(entries[i].id, 80)) {
 			fabric__result_set(results, TM_ERR_INVALID,
 					   "AWS.SimpleQueueService.InvalidBatchEntryId",
 					   "A batch entry id can only contain alphanumeric characters, hyphens and underscores. It can be at most 80 letters long.");
-			return TM_ERR_INVALID;
+			return_err(TM_ERR_INVALID);
 		}
 		total += entries[i].body_len;
 		if (entries[i].nattrs <= FABRIC_USER_ATTRS_MAX)
@@ -508,17 +544,19 @@ static tm_err send_entries(fabric *f, const char *queue, const fabric_send_entry
 				fabric__result_set(results, TM_ERR_INVALID,
 						   "AWS.SimpleQueueService.BatchEntryIdsNotDistinct",
 						   "Id %s repeated.", entries[i].id);
-				return TM_ERR_INVALID;
+				return_err(TM_ERR_INVALID);
 			}
 	}
 	if (n > 1 && total > qa.max_message_size) {
 		fabric__result_set(results, TM_ERR_LIMIT, "AWS.SimpleQueueService.BatchRequestTooLong",
 				   "Batch requests cannot be longer than %zu bytes. You have sent %zu bytes.",
 				   qa.max_message_size, total);
-		return TM_ERR_LIMIT;
+		return_err(TM_ERR_LIMIT);
 	}
 
-	fabric__producer_start(f, &prod, "aws_sqs", qn, n);
+#undef return_err
+	fabric__producer *prod = &op->prod;
+	fabric__producer_start(f, prod, "aws_sqs", qn, n);
 	uint64_t now = tm_clock_wall_ns();
 	tm_buf_init(&b, 64 * 1024);
 	for (size_t i = 0; i < n; i++) {
@@ -569,28 +607,59 @@ static tm_err send_entries(fabric *f, const char *queue, const fabric_send_entry
 		p->body = e->body;
 		p->body_len = e->body_len;
 		p->attrs_json = attrs[np];
-		p->trace_header = prod.trace[FABRIC__DD_STRING][0] ? prod.trace[FABRIC__DD_STRING] : NULL;
+		p->trace_header = prod->trace[FABRIC__DD_STRING][0] ? prod->trace[FABRIC__DD_STRING] : NULL;
 		p->sent_ns = now;
 		p->delay_ms = e->delay_ms >= 0 ? (uint64_t)e->delay_ms : qa.delay_ms;
 		idx[np++] = i;
 	}
 	tm_buf_free(&b);
-	err = np ? f->be->ops->put(f->be, puts, np) : TM_OK;
+	op->np = np;
+	if (np && pipelined && f->be->ops->put_start)
+		op->err = f->be->ops->put_start(f->be, puts, np, &op->pending);
+	else if (np)
+		op->err = f->be->ops->put(f->be, puts, np);
+	/* The backend copied them. */
 	for (size_t k = 0; k < np; k++) {
+		free(attrs[k]);
+		attrs[k] = NULL;
+	}
+	*out = op;
+	return TM_OK;
+}
+
+/* Waits for the store (when pipelined), fills the results, ends the span
+ * and frees op; returns what the synchronous call returns. */
+static tm_err send_finish_err(fabric_op *op)
+{
+	tm_err err = op->err;
+
+	if (op->pending)
+		err = op->f->be->ops->finish(op->pending);
+	for (size_t k = 0; k < op->np; k++) {
+		fabric_result *r = &op->results[op->idx[k]];
 		if (err == TM_ERR_LIMIT)
-			fabric__result_set(&results[idx[k]], err, "OverLimit",
-					   "Queue %s holds the maximum number of messages.", qn);
+			fabric__result_set(r, err, "OverLimit",
+					   "Queue %s holds the maximum number of messages.", op->qn);
 		else if (err)
-			fabric__result_set(&results[idx[k]], err, "InternalError",
+			fabric__result_set(r, err, "InternalError",
 					   "the message could not be stored: %s", tm_strerror(err));
 		else
-			fabric__result_ok(&results[idx[k]], puts[k].message_id);
-		free(attrs[k]);
+			fabric__result_ok(r, op->puts[k].message_id);
 	}
-	if (prod.span && n == 1 && !err && np == 1)
-		trace_span_set_str(prod.span, "messaging.message.id", puts[0].message_id);
-	fabric__producer_end(&prod, err);
+	if (op->prod.span && op->n == 1 && !err && op->np == 1)
+		trace_span_set_str(op->prod.span, "messaging.message.id", op->puts[0].message_id);
+	fabric__producer_end(&op->prod, err);
+	free(op);
 	return err;
+}
+
+static tm_err send_entries(fabric *f, const char *queue, const fabric_send_entry *entries,
+			   size_t n, fabric_result *results, bool batch)
+{
+	fabric_op *op;
+	tm_err err = send_start(f, queue, entries, n, results, batch, false, &op);
+
+	return err ? err : send_finish_err(op);
 }
 
 tm_err fabric_queue_send(fabric *f, const char *queue, const fabric_send_entry *e,
@@ -611,6 +680,20 @@ tm_err fabric_queue_send_batch(fabric *f, const char *queue, const fabric_send_e
 			       size_t n, fabric_result *results)
 {
 	return send_entries(f, queue, entries, n, results, true);
+}
+
+tm_err fabric_queue_send_batch_start(fabric *f, const char *queue,
+				     const fabric_send_entry *entries, size_t n,
+				     fabric_result *results, fabric_op **op)
+{
+	return send_start(f, queue, entries, n, results, true, true, op);
+}
+
+tm_err fabric_queue_send_batch_finish(fabric_op *op)
+{
+	if (!op || !op->is_send)
+		return TM_ERR_INVALID;
+	return send_finish_err(op);
 }
 
 /* ------------------------------------------------------------- receive */
@@ -708,6 +791,46 @@ tm_err fabric_queue_delete_batch(fabric *f, const char *queue, const char *const
 	if (n > FABRIC_BATCH_MAX)
 		return TM_ERR_LIMIT;
 	return f->be->ops->delete_batch(f->be, qn, receipts, n, results);
+}
+
+tm_err fabric_queue_delete_batch_start(fabric *f, const char *queue, const char *const *receipts,
+				       size_t n, tm_err *results, fabric_op **out)
+{
+	char qn[FABRIC_NAME_MAX + 1];
+	tm_err err;
+
+	*out = NULL;
+	if ((err = queue_name(queue, qn)))
+		return err;
+	if (!n)
+		return TM_ERR_INVALID;
+	if (n > FABRIC_BATCH_MAX)
+		return TM_ERR_LIMIT;
+	fabric_op *op = calloc(1, sizeof *op);
+	if (!op)
+		return TM_ERR_NOMEM;
+	op->f = f;
+	op->n = n;
+	op->dresults = results;
+	if (f->be->ops->delete_start)
+		err = f->be->ops->delete_start(f->be, qn, receipts, n, results, &op->pending);
+	else
+		op->err = f->be->ops->delete_batch(f->be, qn, receipts, n, results);
+	if (err) {
+		free(op);
+		return err;
+	}
+	*out = op;
+	return TM_OK;
+}
+
+tm_err fabric_queue_delete_batch_finish(fabric_op *op)
+{
+	if (!op || op->is_send)
+		return TM_ERR_INVALID;
+	tm_err err = op->pending ? op->f->be->ops->finish(op->pending) : op->err;
+	free(op);
+	return err;
 }
 
 tm_err fabric_queue_delete_message(fabric *f, const char *queue, const char *receipt)

@@ -66,6 +66,18 @@ typedef struct fabric_backend_ops {
 		       fabric_message *out, size_t *n);
 	tm_err (*delete_batch)(fabric_backend *b, const char *queue,
 			       const char *const *receipts, size_t n, tm_err *results);
+	/* Pipelined forms (NULL: the front end uses the synchronous ones):
+	 * everything but the wait for the commit; *pending is then given to
+	 * finish exactly once, which waits, returns what the synchronous call
+	 * would have and frees it. delete_start writes per-receipt results
+	 * at once and finish may overwrite them with the commit's error, so
+	 * results must live until finish. */
+	tm_err (*put_start)(fabric_backend *b, const fabric__put *puts, size_t n,
+			    void **pending);
+	tm_err (*delete_start)(fabric_backend *b, const char *queue,
+			       const char *const *receipts, size_t n, tm_err *results,
+			       void **pending);
+	tm_err (*finish)(void *pending);
 	tm_err (*change_visibility)(fabric_backend *b, const char *queue,
 				    const char *receipt, uint64_t timeout_ms);
 	tm_err (*purge)(fabric_backend *b, const char *queue, uint64_t *n);

@@ -160,6 +160,8 @@ typedef struct sq sq;
 typedef struct wop {
 	opkind kind;
 	bool async;          /* the writer frees it */
+	bool pipelined;      /* its owner may not be waiting yet: posted
+			      * directly, never part of a wake chain */
 	bool indexed;        /* OP_PUT: the writer made its messages visible */
 	size_t bytes;        /* OP_PUT: bodies and attributes, for TXN_BYTES */
 	tm_err err;
@@ -1291,6 +1293,9 @@ static void *writer_main(void *arg)
 					tm_log(TM_LOG_WARN, "fabric", "asynchronous update failed",
 					       "error", tm_strerror(o->err), NULL);
 				free(o);
+			} else if (o->pipelined) {
+				o->wake_next = NULL;
+				sem_post(&o->done);
 			} else {
 				o->wake_next = NULL;
 				*chain = o;
@@ -1308,10 +1313,8 @@ static void *writer_main(void *arg)
 
 /* Queues o; waits for its commit unless it is async (then o is freed by
  * the writer). Bounded: waits for space when writer_queue_max ops pend. */
-static tm_err submit(sq *s, wop *o)
+static tm_err enqueue(sq *s, wop *o)
 {
-	tm_err err;
-
 	pthread_mutex_lock(&s->wmu);
 	while (s->pending >= s->queue_max && !s->stop)
 		pthread_cond_wait(&s->space_cond, &s->wmu);
@@ -1332,18 +1335,28 @@ static tm_err submit(sq *s, wop *o)
 	s->pending++;
 	if (s->writer_waiting) /* a busy writer takes it with its next batch */
 		pthread_cond_signal(&s->wcond);
-	if (o->async) {
-		pthread_mutex_unlock(&s->wmu);
-		return TM_OK;
-	}
 	pthread_mutex_unlock(&s->wmu);
+	return TM_OK;
+}
+
+/* Waits for a queued sync or pipelined op's commit. */
+static tm_err await(wop *o)
+{
 	while (sem_wait(&o->done) && errno == EINTR)
 		;
 	if (o->wake_next)
 		sem_post(&o->wake_next->done);
 	sem_destroy(&o->done);
-	err = o->err;
-	return err;
+	return o->err;
+}
+
+static tm_err submit(sq *s, wop *o)
+{
+	tm_err err = enqueue(s, o);
+
+	if (err || o->async)
+		return err;
+	return await(o);
 }
 
 /* An async op with room for n entries of size sz after it. */
@@ -1647,16 +1660,13 @@ static void free_recs(mrec **recs, size_t n)
 		free(recs[i]);
 }
 
-static tm_err sq_put(fabric_backend *b, const fabric__put *puts, size_t n)
+/* Copies puts into records with their sequence numbers (recs[n]); on an
+ * error nothing is left allocated. */
+static tm_err put_prepare(sq *s, const fabric__put *puts, size_t n, mrec **recs)
 {
-	sq *s = (sq *)b;
-	mrec *stack[FABRIC_BATCH_MAX];
-	mrec **recs = n <= FABRIC_BATCH_MAX ? stack : calloc(n, sizeof *recs);
 	size_t made = 0;
 	tm_err err = TM_OK;
 
-	if (!recs)
-		return TM_ERR_NOMEM;
 	uint64_t now = tm_clock_wall_ns();
 	/* Copies are made before taking the lock other callers need. */
 	for (; made < n; made++) {
@@ -1664,7 +1674,7 @@ static tm_err sq_put(fabric_backend *b, const fabric__put *puts, size_t n)
 		mrec *r = mrec_new(0, p->body, p->body_len, p->attrs_json, p->trace_header);
 		if (!r) {
 			err = TM_ERR_NOMEM;
-			goto out;
+			goto fail;
 		}
 		memcpy(r->message_id, p->message_id, sizeof r->message_id);
 		r->sent_ns = p->sent_ns ? p->sent_ns : now;
@@ -1688,23 +1698,81 @@ static tm_err sq_put(fabric_backend *b, const fabric__put *puts, size_t n)
 		recs[i]->expire_ns = tm_clock_deadline_ns(q->attrs.retention_ms * TM_NS_PER_MS);
 	}
 	pthread_mutex_unlock(&s->mu);
-	if (err)
-		goto out;
-
-	/* The writer makes them visible to receivers right after the commit
-	 * and owns them from then on. */
-	wop o = { .kind = OP_PUT, .n = n };
-	o.u.recs = recs;
-	for (size_t i = 0; i < n; i++)
-		o.bytes += puts[i].body_len + 64;
-	err = submit(s, &o);
-	if (o.indexed)
-		made = 0;
-out:
+	if (!err)
+		return TM_OK;
+fail:
 	free_recs(recs, made);
+	return err;
+}
+
+static size_t put_bytes(const fabric__put *puts, size_t n)
+{
+	size_t bytes = 0;
+
+	for (size_t i = 0; i < n; i++)
+		bytes += puts[i].body_len + 64;
+	return bytes;
+}
+
+static tm_err sq_put(fabric_backend *b, const fabric__put *puts, size_t n)
+{
+	sq *s = (sq *)b;
+	mrec *stack[FABRIC_BATCH_MAX];
+	mrec **recs = n <= FABRIC_BATCH_MAX ? stack : calloc(n, sizeof *recs);
+	tm_err err;
+
+	if (!recs)
+		return TM_ERR_NOMEM;
+	if (!(err = put_prepare(s, puts, n, recs))) {
+		/* The writer makes them visible to receivers right after the
+		 * commit and owns them from then on. */
+		wop o = { .kind = OP_PUT, .n = n, .bytes = put_bytes(puts, n) };
+		o.u.recs = recs;
+		err = submit(s, &o);
+		if (!o.indexed)
+			free_recs(recs, n);
+	}
 	if (recs != stack)
 		free(recs);
 	return err;
+}
+
+/* A pipelined put or delete: the op and what it refers to, owned by the
+ * caller between start and finish. */
+typedef struct pend {
+	wop o;
+	tm_err *results;     /* delete: the caller's per-receipt results */
+	size_t nres;
+	union {
+		mrec *recs[FABRIC_BATCH_MAX * 16]; /* put: a fan-out is larger */
+		uint64_t seqs[FABRIC_BATCH_MAX];   /* delete */
+	} u;
+} pend;
+
+static tm_err sq_put_start(fabric_backend *b, const fabric__put *puts, size_t n, void **pending)
+{
+	sq *s = (sq *)b;
+	pend *pd;
+	tm_err err;
+
+	*pending = NULL;
+	if (n > TM_ARRAY_LEN(pd->u.recs))
+		return TM_ERR_LIMIT;
+	if (!(pd = calloc(1, sizeof *pd)))
+		return TM_ERR_NOMEM;
+	if ((err = put_prepare(s, puts, n, pd->u.recs))) {
+		free(pd);
+		return err;
+	}
+	pd->o = (wop){ .kind = OP_PUT, .n = n, .bytes = put_bytes(puts, n), .pipelined = true };
+	pd->o.u.recs = pd->u.recs;
+	if ((err = enqueue(s, &pd->o))) {
+		free_recs(pd->u.recs, n);
+		free(pd);
+		return err;
+	}
+	*pending = pd;
+	return TM_OK;
 }
 
 static void format_receipt(const mrec *r, char out[FABRIC_RECEIPT_MAX])
@@ -1999,14 +2067,12 @@ out:
 	return err;
 }
 
-static tm_err sq_delete_batch(fabric_backend *b, const char *queue, const char *const *receipts,
-			      size_t n, tm_err *results)
+/* The in-memory part of a delete: per-receipt results, and the seqs whose
+ * removal must be written (*nd of them). */
+static tm_err delete_remove(sq *s, const char *queue, const char *const *receipts, size_t n,
+			    tm_err *results, uint64_t *seqs, size_t *nd)
 {
-	sq *s = (sq *)b;
-	uint64_t seqs[FABRIC_BATCH_MAX];
-	size_t nd = 0;
-	tm_err err = TM_OK;
-
+	*nd = 0;
 	if (n > FABRIC_BATCH_MAX)
 		return TM_ERR_LIMIT;
 	pthread_mutex_lock(&s->mu);
@@ -2026,18 +2092,79 @@ static tm_err sq_delete_batch(fabric_backend *b, const char *queue, const char *
 		if (!r || r->qid != q->id || r->token != token)
 			continue;
 		mrec_forget(s, q, r);
-		seqs[nd++] = seq;
+		seqs[(*nd)++] = seq;
 	}
 	pthread_mutex_unlock(&s->mu);
-	if (nd) {
+	return TM_OK;
+}
+
+static void results_fail(tm_err *results, size_t n, tm_err err)
+{
+	for (size_t i = 0; err && i < n; i++)
+		if (!results[i])
+			results[i] = err;
+}
+
+static tm_err sq_delete_batch(fabric_backend *b, const char *queue, const char *const *receipts,
+			      size_t n, tm_err *results)
+{
+	sq *s = (sq *)b;
+	uint64_t seqs[FABRIC_BATCH_MAX];
+	size_t nd;
+	tm_err err = delete_remove(s, queue, receipts, n, results, seqs, &nd);
+
+	if (!err && nd) {
 		wop o = { .kind = OP_DELETE, .n = nd };
 		o.u.seqs = seqs;
 		err = submit(s, &o);
-		if (err)
-			for (size_t i = 0; i < n; i++)
-				if (!results[i])
-					results[i] = err;
+		results_fail(results, n, err);
 	}
+	return err;
+}
+
+static tm_err sq_delete_start(fabric_backend *b, const char *queue, const char *const *receipts,
+			      size_t n, tm_err *results, void **pending)
+{
+	sq *s = (sq *)b;
+	pend *pd = calloc(1, sizeof *pd);
+	size_t nd;
+	tm_err err;
+
+	*pending = NULL;
+	if (!pd)
+		return TM_ERR_NOMEM;
+	if ((err = delete_remove(s, queue, receipts, n, results, pd->u.seqs, &nd))) {
+		free(pd);
+		return err;
+	}
+	pd->results = results;
+	pd->nres = n;
+	pd->o = (wop){ .kind = OP_DELETE, .n = nd, .pipelined = true };
+	pd->o.u.seqs = pd->u.seqs;
+	/* Nothing to write: finish has nothing to wait for. */
+	if (nd && (err = enqueue(s, &pd->o))) {
+		results_fail(results, n, err);
+		free(pd);
+		return err;
+	}
+	*pending = pd;
+	return TM_OK;
+}
+
+static tm_err sq_finish(void *pending)
+{
+	pend *pd = pending;
+	tm_err err = TM_OK;
+
+	if (!pd)
+		return TM_ERR_INVALID;
+	if (pd->o.kind == OP_PUT || pd->o.n)
+		err = await(&pd->o);
+	if (pd->o.kind == OP_PUT && !pd->o.indexed)
+		free_recs(pd->u.recs, pd->o.n);
+	if (pd->o.kind == OP_DELETE)
+		results_fail(pd->results, pd->nres, err);
+	free(pd);
 	return err;
 }
 
@@ -2748,6 +2875,9 @@ static const fabric_backend_ops sqlite_ops = {
 	.receive = sq_receive,
 	.peek = sq_peek,
 	.delete_batch = sq_delete_batch,
+	.put_start = sq_put_start,
+	.delete_start = sq_delete_start,
+	.finish = sq_finish,
 	.change_visibility = sq_change_visibility,
 	.purge = sq_purge,
 	.redrive = sq_redrive,

@@ -193,8 +193,10 @@ void fabric__producer_start(fabric *f, fabric__producer *p, const char *system,
 		return;
 
 	/* The `_datadog` map holds what dd-trace writes there: Datadog and
-	 * W3C headers (X-Ray travels as AWSTraceHeader instead). */
-	json_t *map = json_object();
+	 * W3C headers (X-Ray travels as AWSTraceHeader instead). Topics and
+	 * the bus embed it; a queue message stores only the compact form
+	 * below and renders the map on receive. */
+	json_t *map = strcmp(system, "aws_sqs") ? json_object() : NULL;
 	if (map) {
 		trace_carrier c = trace_carrier_json(map);
 		trace_inject(&f->dd_props, &p->ctx, NULL, &c);

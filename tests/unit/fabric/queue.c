@@ -478,6 +478,113 @@ static void queue_create_is_idempotent_and_messages_survive_reopen(void **state)
 			 TM_ERR_NOT_FOUND);
 }
 
+/* Pipelined sends: several batches started before any is finished,
+ * finished out of order, each with its results; a message is received
+ * only once its write committed, which finish guarantees. */
+static void pipelined_sends_complete_out_of_order(void **state)
+{
+	ftest *t = *state;
+	enum { OPS = 6 };
+	fabric_op *op[OPS];
+	fabric_result res[OPS][2];
+	char bodies[OPS][2][16], ids[2][4] = { "a", "b" };
+	fabric_send_entry e[OPS][2];
+
+	make_queue(t->f, "q", NULL, 0);
+	for (int k = 0; k < OPS; k++) {
+		for (int i = 0; i < 2; i++) {
+			snprintf(bodies[k][i], sizeof bodies[k][i], "%d-%d", k, i);
+			e[k][i] = (fabric_send_entry){ .id = ids[i], .body = bodies[k][i],
+						       .body_len = strlen(bodies[k][i]),
+						       .delay_ms = -1 };
+		}
+		assert_int_equal(fabric_queue_send_batch_start(t->f, "q", e[k], 2, res[k], &op[k]),
+				 TM_OK);
+		assert_non_null(op[k]);
+	}
+	for (int k = OPS - 1; k >= 0; k--) {
+		assert_int_equal(fabric_queue_send_batch_finish(op[k]), TM_OK);
+		for (int i = 0; i < 2; i++) {
+			assert_int_equal(res[k][i].err, TM_OK);
+			assert_int_equal(strlen(res[k][i].id), 36);
+		}
+	}
+	fabric_queue_stats st;
+	assert_int_equal(fabric_queue_stats_get(t->f, "q", &st), TM_OK);
+	assert_int_equal(st.visible, 2 * OPS);
+}
+
+/* Per-entry problems are reported at finish like the synchronous call's;
+ * whole-request problems at start, with no op. */
+static void pipelined_send_reports_errors_like_the_synchronous_call(void **state)
+{
+	ftest *t = *state;
+	fabric_result res[2];
+	fabric_op *op = (fabric_op *)1;
+
+	make_queue(t->f, "q", NULL, 0);
+	fabric_send_entry e[2] = {
+		{ .id = "good", .body = "ok", .body_len = 2, .delay_ms = -1 },
+		{ .id = "bad", .body = "", .body_len = 0, .delay_ms = -1 },
+	};
+	assert_int_equal(fabric_queue_send_batch_start(t->f, "nope", e, 2, res, &op),
+			 TM_ERR_NOT_FOUND);
+	assert_null(op);
+	assert_string_equal(res[0].code, "AWS.SimpleQueueService.NonExistentQueue");
+	fabric_send_entry same[2] = { e[0], e[0] };
+	assert_int_equal(fabric_queue_send_batch_start(t->f, "q", same, 2, res, &op),
+			 TM_ERR_INVALID);
+	assert_null(op);
+	assert_string_equal(res[0].code, "AWS.SimpleQueueService.BatchEntryIdsNotDistinct");
+
+	assert_int_equal(fabric_queue_send_batch_start(t->f, "q", e, 2, res, &op), TM_OK);
+	assert_int_equal(fabric_queue_send_batch_finish(op), TM_OK);
+	assert_int_equal(res[0].err, TM_OK);
+	assert_int_equal(res[1].err, TM_ERR_INVALID);
+	assert_string_equal(res[1].code, "InvalidParameterValue");
+	assert_int_equal(fabric_queue_send_batch_finish(NULL), TM_ERR_INVALID);
+}
+
+/* A pipelined delete takes the messages out of the queue at start; the
+ * deletes are durable once finish returns (a reopen does not bring them
+ * back); stale and malformed handles get the synchronous call's answers. */
+static void pipelined_delete_is_durable_at_finish(void **state)
+{
+	ftest *t = *state;
+	fabric_message m[3];
+	const char *h[4];
+	tm_err res[4];
+	fabric_op *op;
+
+	make_queue(t->f, "q", NULL, 0);
+	send_text(t->f, "q", "one", NULL);
+	send_text(t->f, "q", "two", NULL);
+	send_text(t->f, "q", "three", NULL);
+	fabric_receive_opts o = { .max_messages = 3, .wait_ms = 0, .visibility_timeout_ms = 0 };
+	size_t n;
+	assert_int_equal(fabric_queue_receive(t->f, "q", &o, m, &n), TM_OK);
+	assert_int_equal(n, 3);
+	h[0] = m[0].receipt_handle;
+	h[1] = m[1].receipt_handle;
+	h[2] = "not-a-receipt-handle";
+	h[3] = m[0].receipt_handle; /* already deleted by h[0]: success */
+	assert_int_equal(fabric_queue_delete_batch_start(t->f, "q", h, 4, res, &op), TM_OK);
+	assert_int_equal(fabric_queue_delete_batch_finish(op), TM_OK);
+	assert_int_equal(res[0], TM_OK);
+	assert_int_equal(res[1], TM_OK);
+	assert_int_equal(res[2], TM_ERR_INVALID);
+	assert_int_equal(res[3], TM_OK);
+	for (size_t i = 0; i < n; i++)
+		fabric_message_clear(&m[i]);
+	ftest_reopen(t);
+	assert_int_equal(fabric_queue_receive(t->f, "q", &o, m, &n), TM_OK);
+	assert_int_equal(n, 1);
+	fabric_message_clear(&m[0]);
+	assert_int_equal(fabric_queue_delete_batch_start(t->f, "nope", h, 1, res, &op),
+			 TM_ERR_NOT_FOUND);
+	assert_null(op);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -496,6 +603,9 @@ int main(void)
 		T(received_message_carries_system_attributes),
 		T(dlq_can_be_listed_peeked_purged_and_redriven),
 		T(queue_create_is_idempotent_and_messages_survive_reopen),
+		T(pipelined_sends_complete_out_of_order),
+		T(pipelined_send_reports_errors_like_the_synchronous_call),
+		T(pipelined_delete_is_durable_at_finish),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
