@@ -59,7 +59,7 @@ static __attribute__((unused)) int ftest_setup(void **state)
 static void ftest_remove_files(ftest *t)
 {
 	char p[400];
-	static const char *const suffix[] = { "", "-wal", "-shm", "-journal" };
+	static const char *const suffix[] = { "", "-wal", "-shm", "-journal", "-lock" };
 
 	for (size_t i = 0; i < TM_ARRAY_LEN(suffix); i++) {
 		snprintf(p, sizeof p, "%s%s", t->path, suffix[i]);

@@ -33,6 +33,8 @@ static void rm_db(const char *p)
 	unlink(s);
 	snprintf(s, sizeof s, "%s-shm", p);
 	unlink(s);
+	snprintf(s, sizeof s, "%s-lock", p); /* the fabric's */
+	unlink(s);
 }
 
 static int setup(void **state)

@@ -72,6 +72,8 @@ static inline void fixture_close(fixture *fx)
 	unlink(p);
 	snprintf(p, sizeof p, "%s-shm", fx->path);
 	unlink(p);
+	snprintf(p, sizeof p, "%s-lock", fx->path);
+	unlink(p);
 	tm_clock_set_scale(1.0);
 }
 
