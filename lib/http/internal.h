@@ -20,6 +20,7 @@ struct http__str {
 struct http_request {
 	struct MHD_Connection *conn; /* NULL in unit tests */
 	const char *method;
+	const char *version;         /* "HTTP/1.1" as MHD gives it, or NULL */
 	const char *path;
 	const char *route;
 	const http_match *match;     /* NULL when no route matched */

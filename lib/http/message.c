@@ -96,6 +96,15 @@ const char *http_request_method(const http_request *req)
 	return req->method ? req->method : "";
 }
 
+const char *http_request_protocol_version(const http_request *req)
+{
+	const char *v = req->version;
+
+	if (!v || strncmp(v, "HTTP/", 5) || !v[5])
+		return NULL;
+	return v + 5;
+}
+
 const char *http_request_path(const http_request *req)
 {
 	return req->path ? req->path : "";

@@ -179,7 +179,7 @@ static enum MHD_Result dispatch(struct conn_state *cs, struct MHD_Connection *c)
 /* ------------------------------------------------------- MHD callbacks */
 
 static void request_begin(struct conn_state *cs, struct MHD_Connection *c,
-			  const char *url, const char *method)
+			  const char *url, const char *method, const char *version)
 {
 	const char *cl;
 
@@ -188,6 +188,7 @@ static void request_begin(struct conn_state *cs, struct MHD_Connection *c,
 	cs->discarded = 0;
 	cs->req.conn = c;
 	cs->req.method = method;
+	cs->req.version = version;
 	cs->req.path = url;
 	cs->req.start_ns = tm_clock_mono_ns();
 	/* Refuse from Content-Length before reading a byte of the body. */
@@ -218,7 +219,6 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
 	http_server *s = cls;
 	struct conn_state *cs = *req_cls;
 
-	(void)version;
 	if (!cs) {
 		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
 			c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
@@ -226,7 +226,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
 		if (!ci || !ci->socket_context)
 			return MHD_NO;
 		cs = ci->socket_context;
-		request_begin(cs, c, url, method);
+		request_begin(cs, c, url, method, version);
 		*req_cls = cs;
 		atomic_fetch_add_explicit(&s->inflight, 1,
 					  memory_order_relaxed);

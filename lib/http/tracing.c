@@ -327,6 +327,8 @@ static void server_request_attrs(trace_span *span, const http_request *req,
 				      http_request_method(req));
 	a[n++] = TRACE_ATTR_S("url.path", http_request_path(req));
 	a[n++] = TRACE_ATTR_S("url.scheme", "http"); /* no TLS in this server */
+	if ((v = http_request_protocol_version(req)))
+		a[n++] = TRACE_ATTR_S("network.protocol.version", v);
 	if (http_request_route(req))
 		a[n++] = TRACE_ATTR_S("http.route", http_request_route(req));
 

@@ -434,6 +434,7 @@ static void server_span_has_route_name_kind_and_semconv_attributes(void **state)
 	assert_non_null(attr(s, "network.peer.port"));
 	assert_attr(s, "client.address", "127.0.0.1");
 	assert_attr(s, "user_agent.original", "tracing-test/1.0");
+	assert_attr(s, "network.protocol.version", "1.1");
 	assert_attr(s, "http.response.status_code", "200");
 	assert_attr(s, "http.response.body.size", "11");
 	assert_null(attr(s, "error.type"));
